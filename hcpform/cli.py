@@ -1,0 +1,85 @@
+"""Command-line interface: `flask --app hcpform init-db | worker | sweep | dev | hcp-sandbox …`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from urllib.parse import urlparse
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from .worker import worker_command
+
+
+def register_cli(app: Flask) -> None:
+    """Attach every command to the app's CLI."""
+    app.cli.add_command(init_db_command)
+    app.cli.add_command(sweep_command)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(dev_command)
+    try:
+        from .hcp.sandbox import sandbox_command
+    except ImportError:  # pragma: no cover - the sandbox ships with the package
+        return
+    app.cli.add_command(sandbox_command)
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db_command() -> None:
+    """Bring the database up to date and create the default form (safe to run twice)."""
+    from .database import upgrade_and_seed
+
+    created = upgrade_and_seed()
+    click.echo("Database is up to date." + (" Created form 'service-request'." if created else ""))
+
+
+@click.command("sweep")
+@with_appcontext
+def sweep_command() -> None:
+    """Re-enqueue submissions left pending or held by a dead worker past their lease."""
+    from .jobs import sweep
+
+    click.echo(f"Re-enqueued {sweep()} submissions.")
+
+
+@click.command("dev")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@with_appcontext
+def dev_command(host: str, port: int) -> None:
+    """Run the web app, a worker and (with HCP_API_BASE_URL=sandbox) the HCP sandbox together."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    from .queue import ensure_embedded_worker, is_embedded
+
+    sandbox = None
+    if app.config["HCP_API_BASE_URL"] == "sandbox":
+        from .hcp.sandbox import SandboxServer
+
+        parsed = urlparse(app.config["HCP_SANDBOX_URL"])
+        sandbox = SandboxServer(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8025)
+        sandbox.start()
+        click.echo(f" * HCP sandbox at {sandbox.url} (API key: {app.config['HCP_SANDBOX_KEY']})")
+    worker = None
+    if is_embedded(app):
+        ensure_embedded_worker(app)
+        click.echo(" * Embedded queue and worker (set REDIS_URL to use Redis and RQ workers)")
+    else:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "hcpform", "worker"], env=dict(os.environ)
+        )
+        click.echo(f" * RQ worker started (pid {worker.pid}) on {app.config['REDIS_URL']}")
+    click.echo(f" * Open http://{host}:{port}/ for the wizard, http://{host}:{port}/admin/ for the admin")
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        if sandbox is not None:
+            sandbox.stop()
+        time.sleep(0)

@@ -1,0 +1,164 @@
+"""Configuration: safe defaults, the load order, generated local secrets, and a fail-fast check."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+HCP_PRODUCTION_URL = "https://api.housecallpro.com"
+
+
+class DefaultConfig:
+    """Secret-free defaults. Every key can be overridden by `HCPFORM_<KEY>` in the environment."""
+
+    # Flask. SECRET_KEY is generated once into instance/ when not given.
+    SECRET_KEY: str | None = None
+    MAX_CONTENT_LENGTH = 64 * 1024  # the wizard posts a few KB; bigger bodies get a clear 413
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False  # True in production (PRODUCTION=true)
+    PRODUCTION = False  # serve over HTTPS: secure cookies, HSTS, required secrets
+
+    # Database: DATABASE_URL, else a SQLite file in instance/.
+    SQLALCHEMY_DATABASE_URI: str | None = None
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+
+    # Queue: REDIS_URL, else an embedded in-process queue (fakeredis + a worker thread).
+    REDIS_URL: str | None = None
+    RQ_QUEUE = "hcp-sync"
+    SYNC_JOB_TIMEOUT = 120  # seconds; more than all HTTP timeouts of one attempt together
+    SYNC_LEASE_SECONDS = 180  # a claim's lease; longer than SYNC_JOB_TIMEOUT
+    SYNC_RETRY_BASE_SECONDS = 5.0  # first backoff step; doubles each attempt (full jitter)
+    SYNC_RETRY_CAP_SECONDS = 3600.0  # longest wait between two attempts
+    SYNC_RETRY_WINDOW_HOURS = 24.0  # transient errors retry for this long, then `failed`
+    SWEEP_INTERVAL_SECONDS = 30  # how often workers re-enqueue stuck submissions
+    SWEEP_PENDING_GRACE_SECONDS = 60  # a pending row not enqueued for this long is re-enqueued
+
+    # Housecall Pro. HCP_API_BASE_URL=sandbox means the built-in sandbox at HCP_SANDBOX_URL.
+    HCP_API_BASE_URL = HCP_PRODUCTION_URL
+    HCP_SANDBOX_URL = "http://127.0.0.1:8025"
+    HCP_SANDBOX_KEY = "sandbox-key"  # the sandbox's valid API key
+    HCP_API_KEY: str | None = None  # overrides the key stored (encrypted) through the admin
+    HCP_CONNECT_TIMEOUT = 3.05
+    HCP_READ_TIMEOUT = 15.0
+    HCP_RATE_LIMIT_PER_SECOND = 5.0  # across all workers; HCP publishes no number, stay polite
+    HCP_CACHE_TTL = 300  # job types, employees, lead sources, company
+    HCP_LOOKUP_TIMEOUT = 2.0  # the wizard's returning-customer lookup must be quick
+    HCP_WEB_URL = "https://pro.housecallpro.com/app"  # links from the admin to HCP records
+
+    # Encryption of stored secrets: HCPFORM_ENCRYPTION_KEY (comma-separated, newest first),
+    # else a key generated once into instance/encryption.key.
+    ENCRYPTION_KEY: str | None = None
+
+    # Wizard.
+    DRAFT_TTL_DAYS = 7
+    SPAM_MIN_SECONDS = 3.0  # minimum time from first step to submit
+    TRUSTED_PROXIES = 0  # X-Forwarded-For hops to trust
+
+    # Rate limits (Flask-Limiter syntax); RATELIMIT_ENABLED=false switches them off.
+    RATELIMIT_ENABLED = True
+    RATELIMIT_SUBMIT_PER_IP = "10/hour;3/minute"
+    RATELIMIT_LOOKUP_PER_IP = "20/hour"
+    RATELIMIT_LOGIN = "5/15 minutes"
+
+    # Admin sessions.
+    ADMIN_IDLE_MINUTES = 30
+    ADMIN_ABSOLUTE_HOURS = 12
+
+
+# Environment names without the HCPFORM_ prefix that product.md fixes.
+PLAIN_ENV = {
+    "SECRET_KEY": "SECRET_KEY",
+    "DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
+    "REDIS_URL": "REDIS_URL",
+    "HCP_API_BASE_URL": "HCP_API_BASE_URL",
+    "HCP_API_KEY": "HCP_API_KEY",
+    "HCPFORM_ENCRYPTION_KEY": "ENCRYPTION_KEY",
+}
+
+
+def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
+    """Load defaults, then instance/config.py and the environment, or the test config alone."""
+    app.config.from_object(DefaultConfig)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        for env_name, key in PLAIN_ENV.items():
+            if os.environ.get(env_name):
+                app.config[key] = os.environ[env_name]
+        app.config.from_prefixed_env("HCPFORM")
+    else:
+        app.config.update(test_config)
+    if app.config.get("DATABASE_URL"):  # HCPFORM_DATABASE_URL or a test config
+        app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    finish_config(app)
+
+
+def finish_config(app: Flask) -> None:
+    """Fill in derived and generated values."""
+    cfg = app.config
+    instance = Path(app.instance_path)
+    if not cfg.get("SQLALCHEMY_DATABASE_URI"):
+        instance.mkdir(parents=True, exist_ok=True)
+        cfg["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'hcpform.db'}"
+    cfg["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # Wait for a lock instead of failing at once ("database is locked").
+        opts = dict(cfg["SQLALCHEMY_ENGINE_OPTIONS"])
+        opts.setdefault("connect_args", {"timeout": 15})
+        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = opts
+    if not cfg.get("SECRET_KEY"):
+        cfg["SECRET_KEY"] = instance_secret(instance / "secret_key", lambda: secrets.token_hex(32))
+    if cfg.get("PRODUCTION"):
+        cfg["SESSION_COOKIE_SECURE"] = True
+        cfg["PREFERRED_URL_SCHEME"] = "https"
+    # Flask-Limiter reads RATELIMIT_* keys itself; keep its storage beside the queue.
+    cfg.setdefault("RATELIMIT_STORAGE_URI", cfg.get("REDIS_URL") or "memory://")
+    for key in ("SECRET_KEY", "HCP_API_KEY", "ENCRYPTION_KEY"):
+        if cfg.get(key) is not None:
+            cfg[key] = str(cfg[key])  # from_prefixed_env may have parsed digits as an int
+
+
+def normalise_database_url(url: str) -> str:
+    """Point plain postgres URLs at psycopg 3, the driver we install."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def instance_secret(path: Path, make: Any) -> str:
+    """Return the secret stored at `path`, generating it once (mode 0600) when missing."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+    return value
+
+
+def check_config(app: Flask) -> None:
+    """Fail fast on settings that are present but wrong, or secrets missing in production.
+
+    Raises:
+        RuntimeError: naming the setting to fix.
+    """
+    cfg = app.config
+    base = cfg.get("HCP_API_BASE_URL") or ""
+    if base != "sandbox" and not base.startswith(("http://", "https://")):
+        raise RuntimeError(f"HCP_API_BASE_URL must be an http(s) URL or 'sandbox', not {base!r}")
+    if cfg.get("REDIS_URL") and not str(cfg["REDIS_URL"]).startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise RuntimeError("REDIS_URL must start with redis://, rediss:// or unix://")
+    if cfg.get("PRODUCTION"):
+        for env_name in ("SECRET_KEY", "HCPFORM_ENCRYPTION_KEY"):
+            if not os.environ.get(env_name):
+                raise RuntimeError(f"{env_name} must be set in production")

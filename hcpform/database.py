@@ -1,0 +1,84 @@
+"""Database wiring: SQLite pragmas, and bringing a database up to date with the default form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
+
+from . import formdefs
+from .extensions import db
+from .models import Form, HcpConnection, TermsVersion
+
+
+def init_app(app: Flask) -> None:
+    """Turn on SQLite's WAL and a busy timeout for every new connection."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return
+    with app.app_context():
+        engine = db.engine
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        if ":memory:" not in app.config["SQLALCHEMY_DATABASE_URI"] and not app.config[
+            "SQLALCHEMY_DATABASE_URI"
+        ].endswith("sqlite://"):
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def ensure_connection() -> HcpConnection:
+    """Return the HCP connection row, creating it on first use."""
+    conn = db.session.scalar(select(HcpConnection).order_by(HcpConnection.id).limit(1))
+    if conn is None:
+        conn = HcpConnection()
+        db.session.add(conn)
+        db.session.flush()
+    return conn
+
+
+def create_form_from_template(slug: str, name: str, **overrides: Any) -> Form:
+    """Add a new form built from the HousecallPro Service Request Template (flushed, not committed)."""
+    settings = formdefs.template_settings() | overrides
+    form = Form(
+        slug=slug,
+        name=name,
+        definition=formdefs.template_definition(),
+        connection_id=ensure_connection().id,
+        **settings,
+    )
+    db.session.add(form)
+    db.session.flush()
+    db.session.add(TermsVersion(form_id=form.id, version=1, text=formdefs.TEMPLATE_TERMS))
+    db.session.flush()
+    return form
+
+
+def ensure_default_form() -> bool:
+    """Create the default form from the template unless it exists; return True if created."""
+    ensure_connection()
+    exists = db.session.scalar(select(Form.id).where(Form.slug == formdefs.DEFAULT_SLUG))
+    if exists:
+        return False
+    create_form_from_template(
+        formdefs.DEFAULT_SLUG,
+        "Service request",
+        business_name="Your Home Services",
+        business_phone="+13125550100",
+    )
+    return True
+
+
+def upgrade_and_seed() -> bool:
+    """Apply every migration, then make sure the default form exists; return True if created."""
+    from flask_migrate import upgrade
+
+    upgrade()
+    created = ensure_default_form()
+    db.session.commit()
+    return created

@@ -1,0 +1,1 @@
+"""Everything that knows Housecall Pro: the API client, payload builders and the sandbox."""

@@ -1,0 +1,121 @@
+"""The business's HCP connection: which URL and key to use, a ready client, and its state."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..crypto import SecretError, decrypt
+from ..extensions import db
+from ..models import HcpCall, HcpConnection
+from ..queue import get_redis
+from ..timeutil import utcnow
+from .client import HcpError, HousecallProClient
+
+logger = logging.getLogger(__name__)
+
+
+def connection_row() -> HcpConnection:
+    """Return the HCP connection settings row (created on first use)."""
+    conn = db.session.scalar(select(HcpConnection).order_by(HcpConnection.id).limit(1))
+    if conn is None:
+        conn = HcpConnection()
+        db.session.add(conn)
+        db.session.commit()
+    return conn
+
+
+def base_url() -> str:
+    """Return HCP's base URL; the word `sandbox` means the built-in sandbox."""
+    url = current_app.config["HCP_API_BASE_URL"]
+    return current_app.config["HCP_SANDBOX_URL"] if url == "sandbox" else url
+
+
+def key_source(conn: HcpConnection) -> str:
+    """Return where the API key comes from: environment, stored, sandbox or none."""
+    if current_app.config.get("HCP_API_KEY"):
+        return "environment"
+    if conn.api_key_encrypted:
+        return "stored"
+    if current_app.config["HCP_API_BASE_URL"] == "sandbox":
+        return "sandbox"
+    return "none"
+
+
+def api_key(conn: HcpConnection) -> str:
+    """Return the API key in force: HCP_API_KEY, else the stored one, else the sandbox's."""
+    source = key_source(conn)
+    if source == "environment":
+        return str(current_app.config["HCP_API_KEY"])
+    if source == "stored":
+        try:
+            return decrypt(conn.api_key_encrypted or "", bound_to=f"hcp_connection:{conn.id}")
+        except SecretError:
+            logger.error("The stored HCP API key cannot be decrypted; enter it again")
+            return ""
+    if source == "sandbox":
+        return str(current_app.config["HCP_SANDBOX_KEY"])
+    return ""
+
+
+def record_call(record: dict[str, Any]) -> None:
+    """Store one HCP call (already redacted by the client) and commit it at once."""
+    db.session.add(
+        HcpCall(
+            submission_id=record.get("submission_id"),
+            method=record["method"],
+            path=record["path"][:200],
+            status=record.get("status"),
+            ok=bool(record.get("ok")),
+            duration_ms=int(record.get("duration_ms") or 0),
+            attempt=int(record.get("attempt") or 1),
+            message=(record.get("message") or "")[:500],
+            created_at=utcnow(),
+        )
+    )
+    db.session.commit()
+
+
+def make_client(**context: Any) -> HousecallProClient:
+    """Return a client for the connection in force, recording every call with this context."""
+    conn = connection_row()
+    config = dict(current_app.config)
+    config["HCP_API_BASE_URL"] = base_url()
+    client = HousecallProClient.from_config(
+        config, api_key=api_key(conn), redis=get_redis(), recorder=record_call
+    )
+    return client.with_context(**context) if context else client
+
+
+def mark_disconnected(conn: HcpConnection, message: str) -> None:
+    """Open the circuit: no sync calls HCP until a connection test succeeds."""
+    conn.state = "disconnected"
+    conn.last_message = message[:500]
+    conn.last_checked_at = utcnow()
+    db.session.commit()
+
+
+def test_connection() -> tuple[bool, str]:
+    """Call GET /company with the key in force; store and return (connected, message)."""
+    conn = connection_row()
+    client = make_client()
+    try:
+        client.invalidate_cache()  # a connection test must ask HCP, not the cache
+        company = client.company()
+    except HcpError as exc:
+        conn.state = "disconnected"
+        conn.last_message = f"{exc.status or 'No answer'}: {exc.message}"[:500]
+        conn.last_checked_at = utcnow()
+        db.session.commit()
+        return False, conn.last_message
+    conn.state = "connected"
+    conn.company_name = (company.get("name") or "")[:200]
+    conn.time_zone = (company.get("time_zone") or "")[:64]
+    conn.last_message = f"Connected to {conn.company_name or 'Housecall Pro'}"
+    conn.last_checked_at = utcnow()
+    db.session.commit()
+    return True, conn.last_message
+

@@ -1,0 +1,293 @@
+"""Database models: forms, drafts, submissions and their sync trail, admin and settings.
+
+Models hold data and small invariants only: no HTTP, no request globals, no enqueueing.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+from .timeutil import UTCDateTime, utcnow
+
+
+class Status(StrEnum):
+    """Where a submission stands on its way to Housecall Pro."""
+
+    PENDING = "pending"  # saved, waiting for a worker (or for its next retry time)
+    SYNCING = "syncing"  # claimed by a worker holding a lease
+    SYNCED = "synced"  # customer, address and job exist in HCP
+    FAILED = "failed"  # a permanent error; needs a person
+    WAITING = "waiting"  # waiting for the HCP connection (bad key, or sync paused)
+    QUARANTINED = "quarantined"  # suspected spam: never sent to HCP unless released
+    MANUAL = "manual"  # handled by hand in HCP; the sync leaves it alone
+
+
+
+
+class Form(db.Model):
+    """A published wizard: its definition (steps and fields) and the business's settings."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    business_name: Mapped[str] = mapped_column(String(200), default="")
+    business_phone: Mapped[str] = mapped_column(String(32), default="")
+    # Steps, fields, labels, options, required flags and each field's HCP key.
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # [{"name": "Plumbing repair", "job_type_id": "jt_…" | None}] in display order.
+    service_types: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Service-area ZIPs (5 digits); empty means every valid US ZIP is served.
+    service_area_zips: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # [{"id": "08-11", "label": "8–11 am", "start": "08:00", "end": "11:00"}]
+    time_windows: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    closed_weekdays: Mapped[list[int]] = mapped_column(JSON, default=list)  # 0 = Monday
+    closed_dates: Mapped[list[str]] = mapped_column(JSON, default=list)  # ISO dates
+    booking_horizon_days: Mapped[int] = mapped_column(Integer, default=90)
+    time_zone: Mapped[str] = mapped_column(String(64), default="America/Chicago")
+    allowed_domains: Mapped[list[str]] = mapped_column(JSON, default=list)  # https origins
+    published: Mapped[bool] = mapped_column(Boolean, default=True)
+    sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    submissions_per_hour: Mapped[int] = mapped_column(Integer, default=150)
+    brand_color: Mapped[str] = mapped_column(String(7), default="#1d4ed8")
+    logo_url: Mapped[str] = mapped_column(String(500), default="")
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    # Which HCP account this form syncs to (one today; room for several businesses).
+    connection_id: Mapped[int | None] = mapped_column(ForeignKey("hcp_connection.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    terms_versions: Mapped[list[TermsVersion]] = relationship(
+        back_populates="form", order_by="TermsVersion.version"
+    )
+
+    @property
+    def current_terms(self) -> TermsVersion | None:
+        """Return the terms text in force (the highest version)."""
+        return self.terms_versions[-1] if self.terms_versions else None
+
+
+class TermsVersion(db.Model):
+    """One version of a form's terms text; submissions keep the version they accepted."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    form: Mapped[Form] = relationship(back_populates="terms_versions")
+
+    __table_args__ = (db.UniqueConstraint("form_id", "version", name="uq_terms_form_version"),)
+
+
+class Draft(db.Model):
+    """A wizard in progress, keyed by an opaque random token; answers live here, not in cookies."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), index=True)
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    completed_steps: Mapped[list[str]] = mapped_column(JSON, default=list)
+    furthest_step: Mapped[int] = mapped_column(Integer, default=0)  # steps completed, for the funnel
+    attribution: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Returning-customer lookup kept server-side: {"phone": e164, "matched": bool, "hint": str}.
+    lookup: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source: Mapped[str] = mapped_column(String(16), default="hosted")  # hosted | embed
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    form: Mapped[Form] = relationship()
+
+
+class Submission(db.Model):
+    """A submitted request: normalised answers, attribution, and its sync state toward HCP."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), index=True)
+    draft_id: Mapped[int | None] = mapped_column(ForeignKey("draft.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    # Customer and service address (the eight required HCP keys and friends).
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str] = mapped_column(String(20), index=True)  # E.164
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    street: Mapped[str] = mapped_column(String(200))
+    street_line_2: Mapped[str] = mapped_column(String(200), default="")
+    city: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(2))
+    zip: Mapped[str] = mapped_column(String(10))
+    country: Mapped[str] = mapped_column(String(2), default="US")
+    customer_type: Mapped[str] = mapped_column(String(16), default="residential")
+    company: Mapped[str] = mapped_column(String(200), default="")
+    is_first_time_client: Mapped[bool | None] = mapped_column(Boolean)
+
+    # The request itself.
+    service_type: Mapped[str] = mapped_column(String(100), index=True)
+    urgency: Mapped[str] = mapped_column(String(16), index=True)
+    description: Mapped[str] = mapped_column(Text)
+    special_instructions: Mapped[str] = mapped_column(Text, default="")
+    booking_date: Mapped[date | None] = mapped_column(Date)
+    booking_window: Mapped[str] = mapped_column(String(32), default="")  # time window id
+    scheduled_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scheduled_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    terms_version_id: Mapped[int | None] = mapped_column(ForeignKey("terms_version.id"))
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # every answer, by name
+    language: Mapped[str] = mapped_column(String(8), default="en")
+
+    # Lead attribution captured on the first page.
+    utm_source: Mapped[str] = mapped_column(String(200), default="")
+    utm_medium: Mapped[str] = mapped_column(String(200), default="")
+    utm_campaign: Mapped[str] = mapped_column(String(200), default="")
+    utm_term: Mapped[str] = mapped_column(String(200), default="")
+    utm_content: Mapped[str] = mapped_column(String(200), default="")
+    click_id: Mapped[str] = mapped_column(String(300), default="")  # gclid / gbraid / wbraid
+    referrer: Mapped[str] = mapped_column(String(1000), default="")
+    landing_url: Mapped[str] = mapped_column(String(1000), default="")
+    source: Mapped[str] = mapped_column(String(16), default="hosted")  # hosted | embed
+
+    # Sync state: each HCP id is stored and committed the moment it is known.
+    hcp_customer_id: Mapped[str | None] = mapped_column(String(64))
+    hcp_address_id: Mapped[str | None] = mapped_column(String(64))
+    hcp_job_id: Mapped[str | None] = mapped_column(String(64))
+    customer_matched_by: Mapped[str | None] = mapped_column(String(16))  # phone | email | None
+    address_reused: Mapped[bool | None] = mapped_column(Boolean)
+    # HCP creates sent whose answer we may not have seen ("customer,address,job"): a retry
+    # looks for what such a create made before sending it again.
+    creates_sent: Mapped[str] = mapped_column(String(40), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    first_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error_code: Mapped[int | None] = mapped_column(Integer)
+    spam_reason: Mapped[str] = mapped_column(String(200), default="")
+    manual_note: Mapped[str] = mapped_column(Text, default="")
+
+    # Room for job intelligence: technician, estimate or lead, revenue from webhooks.
+    hcp_employee_id: Mapped[str | None] = mapped_column(String(64))
+    hcp_lead_id: Mapped[str | None] = mapped_column(String(64))
+    hcp_estimate_id: Mapped[str | None] = mapped_column(String(64))
+    job_work_status: Mapped[str | None] = mapped_column(String(32))
+    job_total_cents: Mapped[int | None] = mapped_column(Integer)
+
+    form: Mapped[Form] = relationship()
+    terms_version: Mapped[TermsVersion | None] = relationship()
+    attempts_log: Mapped[list[SyncAttempt]] = relationship(
+        back_populates="submission", order_by="SyncAttempt.id"
+    )
+
+    __table_args__ = (
+        Index("ix_submission_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_submission_form_created", "form_id", "created_at"),
+    )
+
+    @property
+    def full_name(self) -> str:
+        """Return the customer's name as one string."""
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class SyncAttempt(db.Model):
+    """One run of the sync for a submission: when, by whom, and how it ended."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16), default="running")  # synced|retry|failed|…
+    message: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str] = mapped_column(String(100), default="")
+
+    submission: Mapped[Submission] = relationship(back_populates="attempts_log")
+
+
+class HcpCall(db.Model):
+    """One HTTP call to HCP, recorded with PII redacted, for the timeline and health figures."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id"))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(200))
+    status: Mapped[int | None] = mapped_column(Integer)  # None: no answer (timeout, reset)
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    message: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    __table_args__ = (Index("ix_hcp_call_submission_id", "submission_id", "id"),)
+
+
+class HcpConnection(db.Model):
+    """The business's HCP account: the encrypted key, its state, and the sync defaults."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    api_key_last4: Mapped[str] = mapped_column(String(4), default="")
+    state: Mapped[str] = mapped_column(String(16), default="unknown")  # connected|disconnected
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_message: Mapped[str] = mapped_column(String(500), default="")
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)  # manual processing
+    company_name: Mapped[str] = mapped_column(String(200), default="")
+    time_zone: Mapped[str] = mapped_column(String(64), default="")
+    default_lead_source: Mapped[str] = mapped_column(String(100), default="")
+    default_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    default_job_type_id: Mapped[str] = mapped_column(String(64), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OutOfAreaRequest(db.Model):
+    """A request from a ZIP outside the service area, kept for expansion planning."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), index=True)
+    zip: Mapped[str] = mapped_column(String(10), index=True)
+    email: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FunnelCount(db.Model):
+    """Daily counters of wizard events that have no row of their own (e.g. first-page views)."""
+
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    event: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AdminUser(db.Model):
+    """A person who may use the admin."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(db.Model):
+    """An admin action: who, what, when and from where. Written once, never edited."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    admin_email: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

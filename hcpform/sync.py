@@ -1,0 +1,394 @@
+"""The sync of one submission to HCP: a claim with a lease, then small idempotent steps.
+
+customer → address → job. Each step stores the HCP id it obtained and commits at once, so a run
+that dies anywhere resumes where it stopped. A create whose answer was lost (timeout, dropped
+connection, worker killed) is looked for before it is sent again, so nothing is made twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import secrets
+import socket
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, or_, select, update
+
+from . import formdefs
+from .extensions import db
+from .hcp import payloads
+from .hcp.client import HcpError, HousecallProClient
+from .hcp.connection import connection_row, make_client, mark_disconnected
+from .models import Form, HcpConnection, Status, Submission, SyncAttempt
+from .timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+class SyncFailed(Exception):
+    """A permanent problem on our side (e.g. a missing mapping); the message is for a person."""
+
+
+def claim(submission_id: int, *, now: datetime) -> str | None:
+    """Take the submission with a lease (conditional update); return the lease token or None."""
+    token = secrets.token_hex(8)
+    lease = timedelta(seconds=int(current_app.config["SYNC_LEASE_SECONDS"]))
+    result = db.session.execute(
+        update(Submission)
+        .where(
+            Submission.id == submission_id,
+            or_(
+                and_(
+                    Submission.status == Status.PENDING,
+                    or_(
+                        Submission.next_attempt_at.is_(None),
+                        Submission.next_attempt_at <= now + timedelta(seconds=1),
+                    ),
+                ),
+                and_(Submission.status == Status.SYNCING, Submission.lease_until < now),
+            ),
+        )
+        .values(
+            status=Status.SYNCING,
+            lease_until=now + lease,
+            lease_token=token,
+            attempts=Submission.attempts + 1,
+            next_attempt_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return token if result.rowcount == 1 else None
+
+
+def sync_submission(submission_id: int) -> str:
+    """Sync one submission to HCP; return what happened (synced, retry, failed, waiting, …)."""
+    now = utcnow()
+    sub = db.session.get(Submission, submission_id)
+    if sub is None:
+        return "missing"
+    if sub.status not in (Status.PENDING, Status.SYNCING):
+        return f"skipped ({sub.status})"
+    conn = connection_row()
+    if conn.paused or conn.state == "disconnected" or not sub.form.sync_enabled:
+        return park(sub, conn)
+    if claim(submission_id, now=now) is None:
+        return "busy"
+    db.session.refresh(sub)
+    attempt = SyncAttempt(
+        submission_id=sub.id, number=sub.attempts, started_at=now, worker=_worker_name()
+    )
+    db.session.add(attempt)
+    db.session.commit()
+    logger.info("📤 Sending to Housecall Pro: submission %s, attempt %s", sub.reference, sub.attempts)
+    client = make_client(submission_id=sub.id, attempt=sub.attempts)
+    try:
+        run_steps(client, sub, conn)
+    except SyncFailed as exc:
+        return finish(sub, attempt, Status.FAILED, str(exc))
+    except HcpError as exc:
+        return handle_hcp_error(sub, attempt, conn, exc)
+    return finish(sub, attempt, Status.SYNCED, f"Job {sub.hcp_job_id} created in HCP")
+
+
+def run_steps(client: HousecallProClient, sub: Submission, conn: HcpConnection) -> None:
+    """Run the steps in order; each one does nothing when its id is already stored."""
+    missing = formdefs.missing_required_keys(sub.form.definition)
+    if missing:
+        raise SyncFailed(formdefs.missing_mappings_message(missing))
+    job_type_id = resolve_job_type(client, sub.form, sub, conn)
+    lead_source = resolve_lead_source(client, sub, conn)
+    found = ensure_customer(client, sub, conn, lead_source)
+    ensure_address(client, sub, found)
+    ensure_job(client, sub, conn, job_type_id, lead_source)
+
+
+def _mark_sent(sub: Submission, step: str) -> None:
+    """Record, before the POST goes out, that a create for this step may now exist in HCP."""
+    steps = set(filter(None, sub.creates_sent.split(",")))
+    steps.add(step)
+    sub.creates_sent = ",".join(sorted(steps))
+    db.session.commit()
+
+
+def find_customer(client: HousecallProClient, sub: Submission) -> tuple[dict | None, str | None]:
+    """Look the person up by phone digits, then by email; match exactly, never by name."""
+    from .validation import phone_digits
+
+    for query in (phone_digits(sub.phone), sub.email):
+        if not query:
+            continue
+        result = client.search_customers(query, page_size=50)
+        for customer in result.get("customers", []):
+            rule = payloads.customer_matches(customer, phone=sub.phone, email=sub.email)
+            if rule:
+                return customer, rule
+    return None, None
+
+
+def ensure_customer(
+    client: HousecallProClient, sub: Submission, conn: HcpConnection, lead_source: str | None
+) -> dict[str, Any] | None:
+    """Store the HCP customer id: the existing customer when one matches, else a new one."""
+    if sub.hcp_customer_id:
+        return None
+    customer, rule = find_customer(client, sub)
+    if customer is not None:
+        # A match after our own create was sent is our customer, not a returning one.
+        sub.customer_matched_by = "created" if "customer" in sub.creates_sent else rule
+        sub.hcp_customer_id = customer["id"]
+        logger.info("🏠 Customer lookup result: %s matched by %s", customer["id"], rule)
+        db.session.commit()
+        return customer
+    logger.info("🏠 Customer lookup result: no match, creating a customer")
+    _mark_sent(sub, "customer")
+    created = client.create_customer(
+        payloads.customer_body(sub, lead_source=lead_source, tags=list(conn.default_tags or []))
+    )
+    sub.hcp_customer_id = created["id"]
+    sub.customer_matched_by = "created"
+    address = payloads.find_address(created.get("addresses") or [], sub)
+    if address is not None:
+        sub.hcp_address_id = address["id"]
+        sub.address_reused = False
+        logger.info("📍 Address validation result: %s created with the customer", address["id"])
+    db.session.commit()
+    return created
+
+
+def ensure_address(
+    client: HousecallProClient, sub: Submission, customer: dict[str, Any] | None
+) -> None:
+    """Store the service address id: a matching address of the customer, else a new one."""
+    if sub.hcp_address_id:
+        return
+    addresses = (customer or {}).get("addresses")
+    if addresses is None or "address" in sub.creates_sent:
+        addresses = client.list_customer_addresses(sub.hcp_customer_id)
+    match = payloads.find_address(addresses, sub)
+    if match is not None:
+        sub.hcp_address_id = match["id"]
+        sub.address_reused = "address" not in sub.creates_sent
+        logger.info("📍 Address validation result: reusing address %s", match["id"])
+        db.session.commit()
+        return
+    _mark_sent(sub, "address")
+    created = client.create_customer_address(sub.hcp_customer_id, payloads.address_body(sub))
+    sub.hcp_address_id = created["id"]
+    sub.address_reused = False
+    logger.info("📍 Address validation result: created address %s", created["id"])
+    db.session.commit()
+
+
+def ensure_job(
+    client: HousecallProClient,
+    sub: Submission,
+    conn: HcpConnection,
+    job_type_id: str | None,
+    lead_source: str | None,
+) -> None:
+    """Store the job id; after a create whose answer was lost, find that job by our reference."""
+    if sub.hcp_job_id:
+        return
+    if "job" in sub.creates_sent:
+        marker = payloads.reference_marker(sub.reference)
+        for job in client.iter_pages(
+            "/jobs", "jobs", params={"customer_id": sub.hcp_customer_id}, page_size=100
+        ):
+            notes = job.get("notes") or []
+            text = " ".join(n.get("content") or "" for n in notes if isinstance(n, dict))
+            if marker in text or marker in (job.get("description") or ""):
+                sub.hcp_job_id = job["id"]
+                db.session.commit()
+                return
+    form = sub.form
+    window = next((w for w in form.time_windows if w["id"] == sub.booking_window), None)
+    body = payloads.job_body(
+        sub,
+        customer_id=sub.hcp_customer_id,
+        address_id=sub.hcp_address_id,
+        job_type_id=job_type_id,
+        lead_source=lead_source,
+        tags=list(conn.default_tags or []),
+        window_label=window["label"] if window else sub.booking_window,
+        time_zone=conn.time_zone or form.time_zone,
+    )
+    _mark_sent(sub, "job")
+    created = client.create_job(body)
+    sub.hcp_job_id = created["id"]
+    sub.job_work_status = created.get("work_status")
+    db.session.commit()
+
+
+def resolve_job_type(
+    client: HousecallProClient, form: Form, sub: Submission, conn: HcpConnection
+) -> str | None:
+    """Return the HCP job type id for the service type: mapped, else same name, else default.
+
+    Raises:
+        SyncFailed: when no job type can be found, naming the service type.
+    """
+    mapping = next((s for s in form.service_types if s["name"] == sub.service_type), None)
+    job_types = client.job_types()
+    known = {jt["id"]: jt for jt in job_types}
+    if mapping and mapping.get("job_type_id"):
+        if mapping["job_type_id"] in known:
+            return mapping["job_type_id"]
+        raise SyncFailed(
+            f"The HCP job type mapped to '{sub.service_type}' no longer exists in Housecall Pro. "
+            "Choose another one in the form settings, then retry."
+        )
+    by_name = {(jt.get("name") or "").strip().lower(): jt["id"] for jt in job_types}
+    if sub.service_type.strip().lower() in by_name:
+        return by_name[sub.service_type.strip().lower()]
+    if conn.default_job_type_id and conn.default_job_type_id in known:
+        return conn.default_job_type_id
+    raise SyncFailed(
+        f"No HCP job type matches the service type '{sub.service_type}'. Map it to a job type "
+        "in the form settings (or set a default job type), then retry."
+    )
+
+
+def resolve_lead_source(
+    client: HousecallProClient, sub: Submission, conn: HcpConnection
+) -> str | None:
+    """Return an existing HCP lead source name: the UTM source when HCP knows it, else the default."""
+    if sub.utm_source:
+        names = {(ls.get("name") or "").lower(): ls.get("name") for ls in client.lead_sources()}
+        if sub.utm_source.lower() in names:
+            return names[sub.utm_source.lower()]
+    return conn.default_lead_source or None
+
+
+def handle_hcp_error(
+    sub: Submission, attempt: SyncAttempt, conn: HcpConnection, exc: HcpError
+) -> str:
+    """Classify an HCP error: wait for the connection, retry later, or fail for a person."""
+    db.session.rollback()
+    if exc.kind == "auth":
+        mark_disconnected(conn, f"HCP refused the API key ({exc.status}): {exc.message}")
+        return finish(
+            sub,
+            attempt,
+            Status.WAITING,
+            f"HCP refused the API key ({exc.status}). Fix the key in Integration settings and "
+            "click Test connection; waiting submissions then sync by themselves.",
+        )
+    if exc.retryable:
+        return schedule_retry(sub, attempt, exc)
+    return finish(sub, attempt, Status.FAILED, f"HCP answered {exc.status}: {exc.message}", exc.status)
+
+
+def backoff_seconds(attempts: int, *, retry_after: float | None = None) -> float:
+    """Return the wait before the next attempt: capped exponential with full jitter, ≥ Retry-After."""
+    cfg = current_app.config
+    ceiling = min(float(cfg["SYNC_RETRY_CAP_SECONDS"]), float(cfg["SYNC_RETRY_BASE_SECONDS"]) * 2 ** max(0, attempts - 1))
+    delay = max(1.0, random.uniform(0, ceiling))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, float(cfg["SYNC_RETRY_CAP_SECONDS"])))
+    return delay
+
+
+def schedule_retry(sub: Submission, attempt: SyncAttempt, exc: HcpError) -> str:
+    """Put the submission back to pending with its next attempt time, and enqueue it then."""
+    from .queue import enqueue_sync
+
+    now = utcnow()
+    first = sub.first_failure_at or now
+    window = timedelta(hours=float(current_app.config["SYNC_RETRY_WINDOW_HOURS"]))
+    status_text = exc.status if exc.status is not None else "no answer"
+    if now - first > window:
+        return finish(
+            sub, attempt, Status.FAILED,
+            f"HCP kept failing for {window.total_seconds() / 3600:g} h; last: {status_text}: {exc.message}",
+            exc.status,
+        )  # fmt: skip
+    delay = backoff_seconds(sub.attempts, retry_after=exc.retry_after)
+    sub.first_failure_at = first
+    sub.next_attempt_at = now + timedelta(seconds=delay)
+    sub.enqueued_at = sub.next_attempt_at
+    finish(
+        sub, attempt, Status.PENDING,
+        f"HCP error ({status_text}: {exc.message}); retrying in {delay:.0f} s", exc.status,
+        outcome="retry",
+    )  # fmt: skip
+    enqueue_sync(sub.id, delay=delay)
+    return "retry"
+
+
+def park(sub: Submission, conn: HcpConnection) -> str:
+    """Leave the submission waiting while sync is paused or the key is refused."""
+    if conn.paused:
+        reason = "Sync is paused (manual processing). It resumes when an admin resumes sync."
+    elif conn.state == "disconnected":
+        reason = "Waiting for the HCP connection: " + (conn.last_message or "the key was refused.")
+    else:
+        reason = "This form does not send submissions to Housecall Pro."
+    db.session.execute(
+        update(Submission)
+        .where(Submission.id == sub.id, Submission.status == Status.PENDING)
+        .values(status=Status.WAITING, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return "waiting"
+
+
+def finish(
+    sub: Submission,
+    attempt: SyncAttempt,
+    status: str,
+    message: str,
+    code: int | None = None,
+    *,
+    outcome: str | None = None,
+) -> str:
+    """Record how the attempt ended, release the lease and commit."""
+    now = utcnow()
+    sub.status = status
+    sub.lease_until = None
+    sub.lease_token = None
+    if status == Status.SYNCED:
+        sub.synced_at = now
+        sub.last_error = ""
+        sub.last_error_code = None
+        sub.next_attempt_at = None
+        logger.info("✅ HousecallPro API response received: submission %s synced", sub.reference)
+    else:
+        sub.last_error = message[:2000]
+        sub.last_error_code = code
+        if status == Status.FAILED:
+            logger.warning("❌ HousecallPro API call failed: submission %s: %s", sub.reference, message)
+    attempt.finished_at = now
+    attempt.outcome = outcome or str(status)
+    attempt.message = message[:2000]
+    db.session.commit()
+    return attempt.outcome
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def resume_waiting() -> int:
+    """Move every waiting submission back to pending and enqueue it; return how many."""
+    from .queue import enqueue_sync
+
+    ids = list(
+        db.session.scalars(select(Submission.id).where(Submission.status == Status.WAITING))
+    )
+    if ids:
+        db.session.execute(
+            update(Submission)
+            .where(Submission.id.in_(ids), Submission.status == Status.WAITING)
+            .values(status=Status.PENDING, next_attempt_at=None, enqueued_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+    for sid in ids:
+        enqueue_sync(sid)
+    return len(ids)

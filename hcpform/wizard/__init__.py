@@ -1,0 +1,9 @@
+"""The homeowner's wizard, served at /f/<slug>/ and, for iframes, at /embed/<slug>/."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("wizard", __name__)
+
+from . import views  # noqa: E402,F401

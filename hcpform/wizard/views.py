@@ -1,0 +1,382 @@
+"""Wizard views: load the draft, build the step form, validate, call one domain function, commit."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import abort, current_app, make_response, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from .. import formdefs, queue, submissions, validation
+from ..extensions import db
+from ..security import allow_framing_by
+from ..models import Draft, Form
+from ..timeutil import utcnow
+from . import bp, steps
+from .csrf import EXPIRED, check_token, cross_site_request, make_token
+from .forms import ATTRIBUTION_FIELDS, HONEYPOT, PREFILL_FIELDS, build_step_form, date_bounds
+
+logger = logging.getLogger(__name__)
+COOKIE = "hcpform_draft"
+
+
+@bp.before_request
+def frame_policy() -> None:
+    """Let the iframe variant be framed by the form's allowed domains only."""
+    if is_embed():
+        slug = (request.view_args or {}).get("slug")
+        form = db.session.scalar(select(Form).where(Form.slug == slug)) if slug else None
+        allow_framing_by(form.allowed_domains if form else [])
+
+
+def load_form(slug: str) -> Form:
+    """Return the published form with this slug, or 404."""
+    form = db.session.scalar(select(Form).where(Form.slug == slug))
+    if form is None or not form.published:
+        abort(404)
+    return form
+
+
+def is_embed() -> bool:
+    """Return True when serving the iframe variant."""
+    return request.blueprint == "embed"
+
+
+def current_token(form: Form) -> str | None:
+    """Return the draft token from the URL, or on the hosted site from our first-party cookie."""
+    token = request.args.get("d")
+    if not token and not is_embed():
+        token = request.cookies.get(f"{COOKIE}_{form.id}")
+    return token
+
+
+def with_cookie(response: Response, form: Form, draft: Draft | None) -> Response:
+    """Remember the draft on the hosted site so coming back later resumes it (never in iframes)."""
+    if is_embed():
+        return response
+    name = f"{COOKIE}_{form.id}"
+    if draft is None or draft.submitted_at:
+        response.delete_cookie(name, path=f"/f/{form.slug}/")
+    else:
+        response.set_cookie(
+            name,
+            draft.token,
+            max_age=int(current_app.config["DRAFT_TTL_DAYS"]) * 86400,
+            path=f"/f/{form.slug}/",
+            httponly=True,
+            samesite="Lax",
+            secure=current_app.config["SESSION_COOKIE_SECURE"],
+        )
+    return response
+
+
+def step_url(form: Form, slug: str, draft: Draft | None, **extra: Any) -> str:
+    """Return the URL of a step (or review/done page) within the current surface."""
+    token = draft.token if draft else None
+    if slug == steps.REVIEW:
+        return url_for(".review", slug=form.slug, d=token, **extra)
+    return url_for(".step", slug=form.slug, step=slug, d=token, **extra)
+
+
+def render_page(template: str, form: Form, draft: Draft | None, status: int = 200, **ctx: Any):  # noqa: ANN201
+    """Render a wizard page with the form's branding and the right base layout."""
+    html = render_template(
+        template,
+        form=form,
+        draft=draft,
+        embed=is_embed(),
+        base="embed/base.html" if is_embed() else "base.html",
+        slugs=formdefs.step_slugs(form.definition),
+        format_phone=validation.format_phone,
+        page_token=make_token(form.slug, draft.token if draft else None),
+        **ctx,
+    )
+    response = make_response(html, status)
+    response.headers["Cache-Control"] = "no-store"
+    return with_cookie(response, form, draft)
+
+
+@bp.get("/<slug>/")
+def start(slug: str) -> ResponseReturnValue:
+    """Resume a live draft, or show the first step to a new visitor."""
+    form = load_form(slug)
+    now = utcnow()
+    draft = submissions.load_draft(form, current_token(form), now=now)
+    slugs = formdefs.step_slugs(form.definition)
+    if draft is not None:
+        if draft.submitted_at:
+            return redirect(url_for(".done", slug=form.slug, d=draft.token))
+        return redirect(step_url(form, steps.first_incomplete(slugs, draft.completed_steps), draft))
+    submissions.count_event(form, "start", now=now)
+    db.session.commit()
+    return show_step(form, None, slugs[0], now=now)
+
+
+@bp.route("/<slug>/<step>", methods=["GET", "POST"])
+def step(slug: str, step: str) -> ResponseReturnValue:
+    """Show or save one step."""
+    form = load_form(slug)
+    now = utcnow()
+    slugs = formdefs.step_slugs(form.definition)
+    if step not in slugs:
+        abort(404)
+    token = current_token(form)
+    draft = submissions.load_draft(form, token, now=now)
+    if draft is None and step != slugs[0]:
+        # No draft (expired, or a link without one): begin again, saying why when it expired.
+        return redirect(url_for(".start", slug=form.slug, expired=1 if token else None))
+    if draft is not None and draft.submitted_at:
+        return redirect(url_for(".done", slug=form.slug, d=draft.token))
+    completed = draft.completed_steps if draft else []
+    if not steps.may_visit(slugs, completed, step):
+        return redirect(step_url(form, steps.first_incomplete(slugs, completed), draft))
+    if request.method == "GET":
+        return show_step(form, draft, step, now=now)
+    return save_step(form, draft, step, now=now)
+
+
+def step_form(form: Form, draft: Draft | None, slug: str, *, now, formdata=None):  # noqa: ANN001,ANN201
+    """Build the form of a step, filled from the draft when nothing was posted."""
+    definition_step = formdefs.get_step(form.definition, slug)
+    answers = dict(draft.answers) if draft else {}
+    data = dict(answers.get("_prefill") or {}) | {
+        k: v for k, v in answers.items() if not k.startswith("_")
+    }
+    if draft is None:  # first page: attribution and allowed prefills ride along hidden
+        data.update(_first_page_hidden())
+        if request.args.get("zip") and "zip" not in data:
+            data["zip"] = request.args["zip"][:10]
+    return build_step_form(
+        form,
+        definition_step,
+        draft_token=draft.token if draft else None,
+        now=now,
+        formdata=formdata,
+        data=data,
+        first_step=draft is None,
+    )
+
+
+def _first_page_hidden() -> dict[str, str]:
+    """Return the attribution and prefill values the first page carries to the draft."""
+    args = request.args
+    hidden = {name: args.get(name, "")[:1000] for name in ATTRIBUTION_FIELDS}
+    # The loader passes the parent page's URL and referrer; a hosted page has its own.
+    hidden["landing_url"] = (args.get("parent_url") or request.url)[:1000]
+    hidden["referrer"] = (args.get("parent_referrer") or request.referrer or "")[:1000]
+    for name in PREFILL_FIELDS:
+        hidden[f"prefill_{name}"] = args.get(name, "")[:100]
+    return hidden
+
+
+def show_step(form: Form, draft: Draft | None, slug: str, *, now, wtform=None, status=200):  # noqa: ANN001,ANN201
+    """Render a step page."""
+    slugs = formdefs.step_slugs(form.definition)
+    wtform = wtform or step_form(form, draft, slug, now=now)
+    prev = steps.prev_slug(slugs, slug)
+    answers = draft.answers if draft else {}
+    return render_page(
+        "wizard/step.html",
+        form,
+        draft,
+        status=status,
+        wtform=wtform,
+        step=formdefs.get_step(form.definition, slug),
+        number=steps.step_number(slugs, slug),
+        total=len(slugs),
+        back_url=step_url(form, prev, draft) if prev else None,
+        action=step_url(form, slug, draft),
+        date_min_max=date_bounds(form, now),
+        emergency=answers.get("urgency") == "emergency" and slug != "service",
+        expired=bool(request.args.get("expired")),
+        lookup=(draft.lookup or {}) if draft else {},
+    )
+
+
+def save_step(form: Form, draft: Draft | None, slug: str, *, now) -> ResponseReturnValue:  # noqa: ANN001
+    """Validate a posted step; on success store it and go to the next page."""
+    slugs = formdefs.step_slugs(form.definition)
+    wtform = step_form(form, draft, slug, now=now, formdata=request.form)
+    if not wtform.validate():
+        return show_step(form, draft, slug, now=now, wtform=wtform, status=400)
+    answers = dict(wtform.cleaned)
+    if wtform[HONEYPOT].data:
+        answers["_honeypot"] = "1"
+    if draft is None:
+        draft = submissions.start_draft(
+            form,
+            now=now,
+            source="embed" if is_embed() else "hosted",
+            attribution={name: wtform[name].data or "" for name in ATTRIBUTION_FIELDS},
+            prefill=_valid_prefill(form, wtform),
+        )
+    result = submissions.save_step(draft, form, slug, answers, now=now)
+    db.session.commit()
+    if result.out_of_area:
+        return redirect(url_for(".out_of_area", slug=form.slug, d=draft.token))
+    return redirect(step_url(form, steps.next_slug(slugs, slug), draft))
+
+
+def _valid_prefill(form: Form, wtform) -> dict[str, str]:  # noqa: ANN001
+    """Return the prefilled answers that are valid options of this form."""
+    from .forms import choices_for
+
+    fields = {f["name"]: f for _, f in formdefs.iter_fields(form.definition)}
+    prefill = {}
+    for name in ("booking_type", "urgency"):
+        value = wtform[f"prefill_{name}"].data
+        if value and name in fields and value in dict(choices_for(fields[name], form)):
+            prefill[name] = value
+    return prefill
+
+
+@bp.route("/<slug>/review", methods=["GET", "POST"])
+def review(slug: str) -> ResponseReturnValue:
+    """Show every answer with change links; POST submits the request (idempotent per draft)."""
+    form = load_form(slug)
+    now = utcnow()
+    slugs = formdefs.step_slugs(form.definition)
+    draft = submissions.load_draft(form, current_token(form), now=now)
+    if draft is None:
+        return redirect(url_for(".start", slug=form.slug, expired=1))
+    if draft.submitted_at and request.method == "GET":
+        return redirect(url_for(".done", slug=form.slug, d=draft.token))
+    if not steps.may_visit(slugs, draft.completed_steps, steps.REVIEW):
+        return redirect(step_url(form, steps.first_incomplete(slugs, draft.completed_steps), draft))
+    error = None
+    if request.method == "POST":
+        if cross_site_request() or not check_token(
+            request.form.get("csrf_token", ""), form.slug, draft.token
+        ):
+            error = EXPIRED
+        else:
+            return submit(form, draft, now=now)
+    return render_page(
+        "wizard/review.html",
+        form,
+        draft,
+        status=400 if error else 200,
+        rows=review_rows(form, draft),
+        error=error,
+        back_url=step_url(form, slugs[-1], draft),
+        action=step_url(form, steps.REVIEW, draft),
+        honeypot=HONEYPOT,
+    )
+
+
+def submit(form: Form, draft: Draft, *, now) -> ResponseReturnValue:  # noqa: ANN001
+    """Commit the submission first, then enqueue its sync; a queue outage only delays it."""
+    honeypot = request.form.get(HONEYPOT, "") or draft.answers.get("_honeypot", "")
+    submission = submissions.submit(draft, form, now=now, honeypot=honeypot)
+    db.session.commit()
+    if submission.status == "pending" and submission.enqueued_at is None:
+        if queue.enqueue_sync(submission.id):
+            submission.enqueued_at = utcnow()
+            db.session.commit()
+    logger.info("Submission %s saved (%s)", submission.reference, submission.status)
+    response = redirect(url_for(".done", slug=form.slug, d=draft.token))
+    return with_cookie(response, form, draft)
+
+
+def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
+    """Return each step's answers as label/value rows for the review page."""
+    from .forms import choices_for
+
+    rows = []
+    answers = draft.answers or {}
+    for step_def in form.definition["steps"]:
+        items = []
+        for field in step_def["fields"]:
+            value = answers.get(field["name"], "")
+            if field["type"] in ("select", "radio"):
+                value = dict(choices_for(field, form)).get(str(value), value)
+            elif field["type"] == "tel" and value:
+                value = validation.format_phone(value)
+            elif field["type"] == "terms":
+                value = "Accepted" if value else "Not accepted"
+            if value in ("", None) and not field.get("required"):
+                continue
+            items.append({"label": field["label"].replace(" (optional)", ""), "value": value})
+        rows.append(
+            {"title": step_def["title"], "url": step_url(form, step_def["slug"], draft), "items": items}
+        )
+    return rows
+
+
+@bp.get("/<slug>/done")
+def done(slug: str) -> ResponseReturnValue:
+    """Confirm the request with its reference and what happens next (no personal data shown)."""
+    form = load_form(slug)
+    now = utcnow()
+    draft = submissions.load_draft(form, request.args.get("d"), now=now)
+    submission = submissions.existing_submission(draft) if draft else None
+    if submission is None:
+        return redirect(url_for(".start", slug=form.slug))
+    return render_page("wizard/done.html", form, draft, submission=submission)
+
+
+@bp.route("/<slug>/out-of-area", methods=["GET", "POST"])
+def out_of_area(slug: str) -> ResponseReturnValue:
+    """Say kindly that we don't serve this ZIP yet, and offer to tell them when we do."""
+    form = load_form(slug)
+    now = utcnow()
+    draft = submissions.load_draft(form, request.args.get("d"), now=now)
+    if draft is None or submissions.in_service_area(form, draft.answers.get("zip", "")):
+        return redirect(url_for(".start", slug=form.slug))
+    error, saved = None, False
+    if request.method == "POST":
+        if cross_site_request() or not check_token(
+            request.form.get("csrf_token", ""), form.slug, draft.token
+        ):
+            error = EXPIRED
+        else:
+            email = request.form.get("email", "")
+            try:
+                email = validation.parse_email(email) if email.strip() else ""
+            except validation.Invalid as exc:
+                error = str(exc)
+            else:
+                submissions.record_out_of_area(form, draft.answers["zip"], email, now=now)
+                db.session.commit()
+                saved = True
+    return render_page(
+        "wizard/out_of_area.html",
+        form,
+        draft,
+        status=400 if error else 200,
+        zip_code=draft.answers.get("zip", ""),
+        error=error,
+        saved=saved,
+        back_url=step_url(form, formdefs.step_slugs(form.definition)[0], draft),
+        action=url_for(".out_of_area", slug=form.slug, d=draft.token),
+    )
+
+
+@bp.get("/<slug>/theme.css")
+def theme(slug: str) -> ResponseReturnValue:
+    """Serve the form's brand colour as CSS (a stylesheet, so the CSP needs no inline styles)."""
+    form = load_form(slug)
+    brand, text = brand_colours(form.brand_color)
+    css = f":root{{--brand:{brand};--brand-text:{text}}}\n"
+    response = make_response(css)
+    response.mimetype = "text/css"
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def brand_colours(colour: str) -> tuple[str, str]:
+    """Return a safe brand colour and the text colour (white or near-black) readable on it."""
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour or ""):
+        colour = "#1d4ed8"
+
+    def channel(hex2: str) -> float:
+        c = int(hex2, 16) / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    lum = 0.2126 * channel(colour[1:3]) + 0.7152 * channel(colour[3:5]) + 0.0722 * channel(colour[5:7])
+    white_contrast = 1.05 / (lum + 0.05)
+    return colour, "#ffffff" if white_contrast >= 4.5 else "#111111"

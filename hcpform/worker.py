@@ -1,0 +1,46 @@
+"""The `flask worker` command: an RQ worker (with its scheduler) inside the app context."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from rq import Worker
+
+from .extensions import db
+from .queue import enqueue_sweep, ensure_embedded_worker, get_queue, get_redis, is_embedded
+
+logger = logging.getLogger(__name__)
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Drain the queue, then exit.")
+@click.option("--name", default=None, help="Worker name (default: RQ's own).")
+@with_appcontext
+def worker_command(burst: bool, name: str | None) -> None:
+    """Run an RQ worker for the HCP sync queue (with its scheduler)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if is_embedded(app):
+        raise click.ClickException(
+            "REDIS_URL is not set: the embedded queue runs inside `flask --app hcpform dev`. "
+            "Set REDIS_URL to run separate workers."
+        )
+    # Touch nothing in the database before forking job processes: no inherited connections.
+    db.engine.dispose()
+    if not burst:
+        enqueue_sweep(app, delay=0)
+    worker = Worker(
+        [get_queue(app)],
+        connection=get_redis(app),
+        name=name,
+        log_job_description=False,  # descriptions are harmless, but keep job logs minimal
+        maintenance_interval=60,
+    )
+    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+
+
+def start_embedded(app) -> None:  # noqa: ANN001
+    """Start the in-process worker thread (the embedded queue's stand-in for `flask worker`)."""
+    ensure_embedded_worker(app)

@@ -1,0 +1,257 @@
+"""Fixtures on real parts: a redis-server, SQLite or PostgreSQL, the HCP sandbox over HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+ENCRYPTION_KEY = Fernet.generate_key().decode()
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/hcpform_test"
+
+
+def free_port() -> int:
+    """Return a TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server on a free port (or the one REDIS_URL names), stoppable for outages."""
+
+    def __init__(self) -> None:
+        self.external = os.environ.get("REDIS_URL")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="hcpform-redis-")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return self.external or f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        if self.external:
+            return
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--maxmemory-policy", "noeviction"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """Start a real redis-server for the session (or use REDIS_URL)."""
+    if not os.environ.get("REDIS_URL") and not shutil.which("redis-server"):
+        pytest.fail("redis-server is not installed: scripts/test installs it (apt-get install redis-server)")
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hcp_sandbox() -> Iterator[Any]:
+    """The HCP sandbox served over real HTTP on a free localhost port."""
+    from hcpform.hcp.sandbox import SandboxServer
+
+    server = SandboxServer(port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(hcp_sandbox: Any) -> Any:
+    """The sandbox, reset to its seed data with no faults, for one test."""
+    requests.post(f"{hcp_sandbox.url}/_sandbox/reset", timeout=5)
+    requests.delete(f"{hcp_sandbox.url}/_sandbox/faults", timeout=5)
+    requests.post(f"{hcp_sandbox.url}/_sandbox/keys", json={"valid": ["sandbox-key"]}, timeout=5)
+    return hcp_sandbox
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """Return a PostgreSQL URL for tests (created if missing), or skip saying why."""
+    url = os.environ.get("TEST_DATABASE_URL", PG_DEFAULT)
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            pytest.skip(f"PostgreSQL not reachable at {url.split('@')[-1]} ({exc.__class__.__name__}); "
+                        "set TEST_DATABASE_URL to run the PostgreSQL tests")
+        admin_url = url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
+    return url
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run tests marked both_dbs once on SQLite and once on PostgreSQL."""
+    if "db_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_dbs"):
+        metafunc.parametrize("db_backend", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """Which database the test's app uses (sqlite unless marked both_dbs)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def database_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database for one test."""
+    if db_backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    url = request.getfixturevalue("postgres_url")
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_server: RedisServer, tmp_path: Path, sandbox: Any) -> dict[str, Any]:
+    """The settings of one test's app; worker subprocesses get the same through the environment."""
+    return {
+        "SECRET_KEY": "test-secret",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server.url,
+        "HCP_API_BASE_URL": "sandbox",
+        "HCP_SANDBOX_URL": sandbox.url,
+        "ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "SPAM_MIN_SECONDS": 0,
+        "RATELIMIT_ENABLED": False,
+        "SYNC_RETRY_BASE_SECONDS": 0.2,
+        "SYNC_RETRY_CAP_SECONDS": 2,
+        "SWEEP_INTERVAL_SECONDS": 2,
+        "SWEEP_PENDING_GRACE_SECONDS": 2,
+        "HCP_RATE_LIMIT_PER_SECOND": 50,
+        "HCP_READ_TIMEOUT": 2.0,
+        "SYNC_LEASE_SECONDS": 30,
+        "SYNC_JOB_TIMEOUT": 25,
+    }
+
+
+@pytest.fixture
+def app(settings: dict[str, Any], tmp_path: Path, redis_server: RedisServer) -> Iterator[Any]:
+    """A fresh app on a fresh database with the default form, and an empty Redis."""
+    from hcpform import create_app
+    from hcpform.database import ensure_default_form
+    from hcpform.extensions import db
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    app = create_app({"TESTING": True, **settings}, instance_path=str(tmp_path / "instance"))
+    with app.app_context():
+        db.create_all()
+        ensure_default_form()
+        db.session.commit()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def app_ctx(app: Any) -> Iterator[Any]:
+    """An app context for tests that use the database directly."""
+    with app.app_context():
+        yield app
+
+
+def worker_env(settings: dict[str, Any], tmp_path: Path) -> dict[str, str]:
+    """Return the environment that gives a `flask worker` subprocess the test's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HCPFORM_")}
+    env["SECRET_KEY"] = settings["SECRET_KEY"]
+    env["DATABASE_URL"] = settings["DATABASE_URL"]
+    env["REDIS_URL"] = settings["REDIS_URL"]
+    env["HCP_API_BASE_URL"] = settings["HCP_API_BASE_URL"]
+    env["HCPFORM_ENCRYPTION_KEY"] = settings["ENCRYPTION_KEY"]
+    for key, value in settings.items():
+        if key not in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "HCP_API_BASE_URL", "ENCRYPTION_KEY"):
+            env[f"HCPFORM_{key}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@pytest.fixture
+def start_worker(settings: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
+    """Start real `flask --app hcpform worker` subprocesses; all are killed after the test."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "hcpform", "worker", *args],
+            env=worker_env(settings, tmp_path),
+            cwd=str(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def no_outside_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any HTTP request to a host other than this machine."""
+    from urllib.parse import urlparse
+
+    from requests.adapters import HTTPAdapter
+
+    original = HTTPAdapter.send
+
+    def guarded(self: HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
+        host = urlparse(request.url).hostname or ""
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise AssertionError(f"test tried to reach {host}")
+        return original(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(HTTPAdapter, "send", guarded)

@@ -1,0 +1,143 @@
+"""Test helpers: walk the wizard like a browser (reading each page's CSRF token), make rows."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+from zoneinfo import ZoneInfo
+
+TOKEN_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+ACTION_RE = re.compile(r'<form[^>]*action="([^"]+)"')
+
+
+def next_open_day(days_ahead: int = 3, tz: str = "America/Chicago") -> str:
+    """Return an ISO date a few days ahead that is not a Sunday (the template's closed day)."""
+    from datetime import datetime
+
+    day = datetime.now(ZoneInfo(tz)).date() + timedelta(days=days_ahead)
+    while day.weekday() == 6:
+        day += timedelta(days=1)
+    return day.isoformat()
+
+
+def person(**overrides: Any) -> dict[str, dict[str, str]]:
+    """Return a complete set of valid answers, by step."""
+    answers = {
+        "location": {"zip": "60614"},
+        "service": {"booking_type": "Drain cleaning", "urgency": "soon"},
+        "description": {"booking_reason": "Kitchen sink drains slowly.", "special_instructions": ""},
+        "contact": {
+            "customer_phone": "(312) 555-0142",
+            "customer_fname": "Jane",
+            "customer_lname": "Doe",
+            "customer_email": "jane.doe@example.com",
+            "street": "1234 N Clark St",
+            "street_line_2": "",
+            "city": "Chicago",
+            "state": "IL",
+            "zip": "60614",
+            "country": "US",
+        },
+        "classification": {"isFirstTimeClient": "true", "customerType": "residential", "company": ""},
+        "schedule": {"booking_date": next_open_day(), "booking_time": "08-11", "terms": "y"},
+    }
+    for key, value in overrides.items():
+        for step in answers.values():
+            if key in step:
+                step[key] = value
+    return answers
+
+
+def token_of(page: str) -> str:
+    """Return the CSRF token in a rendered page."""
+    match = TOKEN_RE.search(page)
+    assert match, "no csrf_token in the page"
+    return html.unescape(match.group(1) or match.group(2))
+
+
+HIDDEN_RE = re.compile(r'<input[^>]*type="hidden"[^>]*>')
+
+
+def hidden_inputs(page: str) -> dict[str, str]:
+    """Return the hidden inputs of a page, as a browser would post them."""
+    found = {}
+    for tag in HIDDEN_RE.findall(page):
+        name = re.search(r'name="([^"]*)"', tag)
+        value = re.search(r'value="([^"]*)"', tag)
+        if name:
+            found[html.unescape(name.group(1))] = html.unescape(value.group(1)) if value else ""
+    return found
+
+
+def action_of(page: str) -> str:
+    """Return the action URL of the page's form."""
+    match = ACTION_RE.search(page)
+    assert match, "no form in the page"
+    return html.unescape(match.group(1))
+
+
+def draft_token(url: str) -> str | None:
+    """Return the draft token in a wizard URL."""
+    return (parse_qs(urlparse(url).query).get("d") or [None])[0]
+
+
+class Wizard:
+    """Drive the wizard through the test client, as a browser would."""
+
+    def __init__(self, client: Any, base: str = "/f/service-request") -> None:
+        self.client = client
+        self.base = base
+        self.url = f"{base}/"
+        self.page = ""
+
+    def open(self, url: str | None = None) -> Any:
+        self.url = url or self.url
+        response = self.client.get(self.url)
+        while response.status_code in (301, 302, 303):
+            self.url = response.headers["Location"]
+            response = self.client.get(self.url)
+        self.page = response.get_data(as_text=True)
+        return response
+
+    def post(self, data: dict[str, str], *, follow: bool = True) -> Any:
+        """Post the current page's form with its CSRF token; follow the redirect."""
+        payload = {**hidden_inputs(self.page), "csrf_token": token_of(self.page), **data}
+        response = self.client.post(action_of(self.page), data=payload)
+        if response.status_code in (301, 302, 303) and follow:
+            return self.open(response.headers["Location"])
+        self.page = response.get_data(as_text=True)
+        return response
+
+    def complete(self, answers: dict[str, dict[str, str]] | None = None, *, submit: bool = True) -> Any:
+        """Walk every step (and submit); return the last response."""
+        answers = answers or person()
+        self.open(self.url)
+        response = None
+        for step in ("location", "service", "description", "contact", "classification", "schedule"):
+            response = self.post(answers[step])
+            assert response.status_code == 200, (step, response.status_code, self.page[:2000])
+        assert "Check your answers" in self.page
+        if submit:
+            response = self.post({})
+        return response
+
+    @property
+    def token(self) -> str | None:
+        return draft_token(self.url)
+
+
+def reference_in(page: str) -> str:
+    """Return the submission reference shown on the confirmation page."""
+    match = re.search(r'data-reference="(HCP-[0-9A-Z]{5})"', page)
+    assert match, "no reference on the page"
+    return match.group(1)
+
+
+def days(n: int) -> date:
+    """Return today plus n days in the template's time zone."""
+    from datetime import datetime
+
+    return datetime.now(ZoneInfo("America/Chicago")).date() + timedelta(days=n)

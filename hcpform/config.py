@@ -64,6 +64,9 @@ class DefaultConfig:
     RATELIMIT_SUBMIT_PER_IP = "10/hour;3/minute"
     RATELIMIT_LOOKUP_PER_IP = "20/hour"
     RATELIMIT_LOGIN = "5/15 minutes"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True  # Redis down must never block the wizard
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
 
     # Admin sessions.
     ADMIN_IDLE_MINUTES = 30

@@ -814,3 +814,131 @@ def test_limiter_on_fakeredis_sleeps_through_a_pause() -> None:
     limiter.pause_for(10)
     limiter.acquire()
     assert len(naps) == 1 and 9 < naps[0] <= 10
+
+
+def test_iter_pages_without_page_size_sends_page_only_from_page_two(
+    mocked: responses.RequestsMock,
+) -> None:
+    mocked.get(
+        f"{BASE}/job_fields/job_types",
+        json=_page("job_types", 1, 2, [{"id": "jt_1"}]),
+        match=[matchers.query_param_matcher({})],
+    )
+    mocked.get(
+        f"{BASE}/job_fields/job_types",
+        json=_page("job_types", 2, 2, [{"id": "jt_2"}]),
+        match=[matchers.query_param_matcher({"page": "2"})],
+    )
+    assert [t["id"] for t in make_client().job_types()] == ["jt_1", "jt_2"]
+
+
+# -- against the real sandbox (hcpform/hcp/sandbox.py) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_sandbox() -> Iterator[Any]:
+    """The project's HCP sandbox on a free localhost port, for this module."""
+    module = pytest.importorskip("hcpform.hcp.sandbox", reason="the HCP sandbox is not available")
+    server = module.SandboxServer(port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox_url(live_sandbox: Any) -> str:
+    """The sandbox reset to its seed data, with no faults and only the default key valid."""
+    url = live_sandbox.url
+    requests.post(f"{url}/_sandbox/reset", json={}, timeout=5).raise_for_status()
+    requests.delete(f"{url}/_sandbox/faults", timeout=5).raise_for_status()
+    requests.post(f"{url}/_sandbox/keys", json={"valid": ["sandbox-key"]}, timeout=5)
+    return url
+
+
+def _sandbox_faults(url: str, *rules: dict[str, Any]) -> None:
+    requests.post(
+        f"{url}/_sandbox/faults", json={"rules": list(rules)}, timeout=5
+    ).raise_for_status()
+
+
+def _sandbox_counts(url: str) -> dict[str, int]:
+    return requests.get(f"{url}/_sandbox/state", timeout=5).json()["counts"]
+
+
+def test_sandbox_customer_address_job_flow(sandbox_url: str) -> None:
+    records: list[dict[str, Any]] = []
+    client = HousecallProClient(
+        sandbox_url, "sandbox-key", redis=fakeredis.FakeRedis(), recorder=records.append
+    )
+    customer = client.create_customer(
+        {"first_name": "Ann", "last_name": "Lee", "email": EMAIL, "mobile_number": "5551234567"}
+    )
+    assert customer["id"].startswith("cus_")
+    street = {"street": "1200 Barton Springs Rd", "city": "Austin", "state": "TX", "zip": "78704"}
+    address = client.create_customer_address(customer["id"], {**street, "country": "US"})
+    assert address["id"].startswith("adr_")
+    assert [a["id"] for a in client.list_customer_addresses(customer["id"])] == [address["id"]]
+    job_type = client.job_types()[0]
+    job = client.create_job(
+        {
+            "customer_id": customer["id"],
+            "address_id": address["id"],
+            "job_fields": {"job_type_id": job_type["id"]},
+        }
+    )
+    assert job["id"].startswith("job_")
+    assert client.get_job(job["id"], expand=["appointments"])["id"] == job["id"]
+    assert client.search_customers(EMAIL)["customers"][0]["id"] == customer["id"]
+    assert client.employees() and client.lead_sources() and client.company()
+    assert _sandbox_counts(sandbox_url)["jobs"] == 1
+    assert all(r["ok"] for r in records)
+    assert [r["status"] for r in records[:2]] == [201, 200]  # HCP answers 200 for addresses
+
+
+def test_sandbox_wrong_key_is_auth(sandbox_url: str) -> None:
+    with pytest.raises(HcpAuthError) as info:
+        HousecallProClient(sandbox_url, "not-the-key").company()
+    assert info.value.kind == "auth" and info.value.status == 401
+    assert info.value.message == "Unauthorized" and not info.value.retryable
+
+
+def test_sandbox_scripted_429_pauses_the_account(sandbox_url: str) -> None:
+    _sandbox_faults(
+        sandbox_url,
+        {"method": "POST", "path": "/customers", "kind": "429", "times": 1, "retry_after": "2"},
+    )
+    client = HousecallProClient(sandbox_url, "sandbox-key", redis=fakeredis.FakeRedis())
+    with pytest.raises(HcpTransientError) as info:
+        client.create_customer({"first_name": "Ann"})
+    assert info.value.status == 429 and info.value.retry_after == 2.0
+    assert client.rate_limiter is not None and 0 < client.rate_limiter.paused_for() <= 2.0
+
+
+def test_sandbox_commit_then_drop_is_outcome_unknown(sandbox_url: str) -> None:
+    before = _sandbox_counts(sandbox_url)["customers"]
+    _sandbox_faults(
+        sandbox_url, {"method": "POST", "path": "/customers", "kind": "commit_then_drop"}
+    )
+    with pytest.raises(HcpTransientError) as info:
+        HousecallProClient(sandbox_url, "sandbox-key").create_customer({"first_name": "Ann"})
+    assert info.value.status is None and info.value.outcome_unknown is True
+    assert _sandbox_counts(sandbox_url)["customers"] == before + 1  # HCP did commit it
+
+
+def test_sandbox_read_timeout_on_post_is_outcome_unknown(sandbox_url: str) -> None:
+    _sandbox_faults(
+        sandbox_url,
+        {"method": "POST", "path": "/jobs", "kind": "timeout", "seconds": 2},
+    )
+    client = HousecallProClient(sandbox_url, "sandbox-key", timeout=(3.05, 0.3))
+    with pytest.raises(HcpTransientError) as info:
+        client.create_job({"customer_id": "cus_x", "address_id": "adr_x"})
+    assert info.value.status is None and info.value.outcome_unknown is True
+    assert "read timeout" in info.value.message
+
+
+def test_sandbox_html_5xx_is_transient(sandbox_url: str) -> None:
+    _sandbox_faults(sandbox_url, {"method": "GET", "path": "/company", "kind": "503"})
+    with pytest.raises(HcpTransientError) as info:
+        HousecallProClient(sandbox_url, "sandbox-key").company()
+    assert info.value.status == 503 and info.value.message == "HTTP 503 (non-JSON body)"

@@ -527,15 +527,23 @@ class HousecallProClient:
         path: str,
         key: str,
         params: Mapping[str, Any] | None = None,
-        page_size: int = MAX_PAGE_SIZE,
+        page_size: int | None = MAX_PAGE_SIZE,
     ) -> Iterator[Any]:
-        """Yield every item under `key` across all pages of a paginated list endpoint."""
-        page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
+        """Yield every item under `key` across all pages of a paginated list endpoint.
+
+        page_size=None sends no page_size, and no page until page 2: for endpoints such as
+        GET /job_fields/job_types whose definition takes no paging parameters but which still
+        answer with the paginated envelope.
+        """
+        size = None if page_size is None else max(1, min(int(page_size), MAX_PAGE_SIZE))
         page = 1
         while True:
-            data = self._request(
-                "GET", path, params={**(params or {}), "page": page, "page_size": page_size}
-            )
+            query = dict(params or {})
+            if size is not None:
+                query.update(page=page, page_size=size)
+            elif page > 1:
+                query["page"] = page
+            data = self._request("GET", path, params=query)
             if not isinstance(data, dict):
                 return
             items = data.get(key) or []
@@ -648,7 +656,9 @@ class HousecallProClient:
     def job_types(self) -> list[dict[str, Any]]:
         """Return all job types (cached)."""
         return self._cached(
-            "job_types", lambda: list(self.iter_pages("/job_fields/job_types", "job_types"))
+            "job_types",
+            # The definition gives this endpoint no paging parameters (only `name`).
+            lambda: list(self.iter_pages("/job_fields/job_types", "job_types", page_size=None)),
         )
 
     def employees(self) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ class DefaultConfig:
     SYNC_LEASE_SECONDS = 180  # a claim's lease; longer than SYNC_JOB_TIMEOUT
     SYNC_RETRY_BASE_SECONDS = 5.0  # first backoff step; doubles each attempt (full jitter)
     SYNC_RETRY_CAP_SECONDS = 3600.0  # longest wait between two attempts
+    SYNC_RETRY_AFTER_MAX_SECONDS = 3600.0  # the longest Retry-After we honour as given
     SYNC_RETRY_WINDOW_HOURS = 24.0  # transient errors retry for this long, then `failed`
     SWEEP_INTERVAL_SECONDS = 30  # how often workers re-enqueue stuck submissions
     SWEEP_PENDING_GRACE_SECONDS = 60  # a pending row not enqueued for this long is re-enqueued

@@ -19,10 +19,7 @@ def sync_submission(submission_id: int) -> str:
     """Sync one submission to Housecall Pro (see sync.py)."""
     from .sync import sync_submission as run
 
-    try:
-        return run(submission_id)
-    finally:
-        db.session.remove()
+    return run(submission_id)
 
 
 def sweep() -> int:
@@ -73,5 +70,4 @@ def sweep_job() -> int:
     try:
         return sweep()
     finally:
-        db.session.remove()
         enqueue_sweep()

@@ -288,8 +288,8 @@ def backoff_seconds(attempts: int, *, retry_after: float | None = None) -> float
     cfg = current_app.config
     ceiling = min(float(cfg["SYNC_RETRY_CAP_SECONDS"]), float(cfg["SYNC_RETRY_BASE_SECONDS"]) * 2 ** max(0, attempts - 1))
     delay = max(1.0, random.uniform(0, ceiling))
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, float(cfg["SYNC_RETRY_CAP_SECONDS"])))
+    if retry_after is not None:  # HCP said when: wait at least that (within reason)
+        delay = max(delay, min(retry_after, float(cfg["SYNC_RETRY_AFTER_MAX_SECONDS"])))
     return delay
 
 

@@ -92,12 +92,19 @@ def hcp_sandbox() -> Iterator[Any]:
 
 
 @pytest.fixture
-def sandbox(hcp_sandbox: Any) -> Any:
-    """The sandbox, reset to its seed data with no faults, for one test."""
+def sandbox(hcp_sandbox: Any) -> Iterator[Any]:
+    """The sandbox, reset to its seed data with no faults, for one test.
+
+    Afterwards every request our code sent must have matched HCP's OpenAPI definition: the
+    sandbox checks each one against housecall.v1.yaml and logs what violated it.
+    """
     requests.post(f"{hcp_sandbox.url}/_sandbox/reset", timeout=5)
     requests.delete(f"{hcp_sandbox.url}/_sandbox/faults", timeout=5)
+    requests.delete(f"{hcp_sandbox.url}/_sandbox/requests", timeout=5)
     requests.post(f"{hcp_sandbox.url}/_sandbox/keys", json={"valid": ["sandbox-key"]}, timeout=5)
-    return hcp_sandbox
+    yield hcp_sandbox
+    bad = requests.get(f"{hcp_sandbox.url}/_sandbox/requests?violations=1", timeout=5).json()
+    assert bad["count"] == 0, f"requests that violate housecall.v1.yaml: {bad['requests'][:3]}"
 
 
 @pytest.fixture(scope="session")

@@ -36,14 +36,16 @@ def _unique(items: list[str]) -> list[str]:
 
 def address_body(sub: Submission) -> dict[str, Any]:
     """Return an AddressCreate body."""
-    return {
+    body = {
         "street": sub.street,
-        "street_line_2": sub.street_line_2 or None,
         "city": sub.city,
         "state": sub.state,
         "zip": sub.zip,
         "country": sub.country or "US",
     }
+    if sub.street_line_2:
+        body["street_line_2"] = sub.street_line_2
+    return body
 
 
 def customer_body(

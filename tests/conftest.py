@@ -232,18 +232,30 @@ def start_worker(settings: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
             [sys.executable, "-m", "flask", "--app", "hcpform", "worker", *args],
             env=worker_env(settings, tmp_path),
             cwd=str(tmp_path),
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=subprocess.STDOUT,
-            text=True,
+            start_new_session=True,  # its own process group: a test can kill parent and horse
         )
         procs.append(proc)
         return proc
 
+    log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115
     yield start
     for proc in procs:
         if proc.poll() is None:
-            proc.kill()
+            kill_group(proc)
         proc.wait(timeout=10)
+    log.close()
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a worker and its work-horse at once (the whole process group)."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @pytest.fixture(autouse=True)

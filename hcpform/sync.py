@@ -22,7 +22,7 @@ from . import formdefs
 from .extensions import db
 from .hcp import payloads
 from .hcp.client import HcpError, HousecallProClient
-from .hcp.connection import connection_row, make_client, mark_disconnected
+from .hcp.connection import connection_row, key_source, make_client, mark_disconnected
 from .models import Form, HcpConnection, Status, Submission, SyncAttempt
 from .timeutil import utcnow
 
@@ -74,7 +74,12 @@ def sync_submission(submission_id: int) -> str:
     if sub.status not in (Status.PENDING, Status.SYNCING):
         return f"skipped ({sub.status})"
     conn = connection_row()
-    if conn.paused or conn.state == "disconnected" or not sub.form.sync_enabled:
+    if (
+        conn.paused
+        or conn.state == "disconnected"
+        or key_source(conn) == "none"
+        or not sub.form.sync_enabled
+    ):
         return park(sub, conn)
     if claim(submission_id, now=now) is None:
         return "busy"
@@ -92,6 +97,11 @@ def sync_submission(submission_id: int) -> str:
         return finish(sub, attempt, Status.FAILED, str(exc))
     except HcpError as exc:
         return handle_hcp_error(sub, attempt, conn, exc)
+    except Exception as exc:  # a bug or a database hiccup: log it, keep the row retrying
+        logger.exception("Unexpected error syncing submission %s", sub.reference)
+        db.session.rollback()
+        error = HcpError(f"internal error ({exc.__class__.__name__}); see the worker log")
+        return schedule_retry(sub, attempt, error)
     return finish(sub, attempt, Status.SYNCED, f"Job {sub.hcp_job_id} created in HCP")
 
 
@@ -324,6 +334,8 @@ def park(sub: Submission, conn: HcpConnection) -> str:
     """Leave the submission waiting while sync is paused or the key is refused."""
     if conn.paused:
         reason = "Sync is paused (manual processing). It resumes when an admin resumes sync."
+    elif key_source(conn) == "none":
+        reason = "No HCP API key yet: enter it in Integration settings; waiting submissions then sync."
     elif conn.state == "disconnected":
         reason = "Waiting for the HCP connection: " + (conn.last_message or "the key was refused.")
     else:

@@ -79,11 +79,13 @@ def record_call(record: dict[str, Any]) -> None:
     db.session.commit()
 
 
-def make_client(**context: Any) -> HousecallProClient:
+def make_client(*, timeout: tuple[float, float] | None = None, **context: Any) -> HousecallProClient:
     """Return a client for the connection in force, recording every call with this context."""
     conn = connection_row()
     config = dict(current_app.config)
     config["HCP_API_BASE_URL"] = base_url()
+    if timeout is not None:
+        config["HCP_CONNECT_TIMEOUT"], config["HCP_READ_TIMEOUT"] = timeout
     client = HousecallProClient.from_config(
         config, api_key=api_key(conn), redis=get_redis(), recorder=record_call
     )

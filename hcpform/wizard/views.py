@@ -12,9 +12,10 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from .. import formdefs, queue, submissions, validation
+from ..lookup import lookup_customer
 from ..extensions import db
-from ..security import allow_framing_by
 from ..models import Draft, Form
+from ..security import allow_framing_by
 from ..timeutil import utcnow
 from . import bp, steps
 from .csrf import EXPIRED, check_token, cross_site_request, make_token
@@ -146,6 +147,8 @@ def step_form(form: Form, draft: Draft | None, slug: str, *, now, formdata=None)
     data = dict(answers.get("_prefill") or {}) | {
         k: v for k, v in answers.items() if not k.startswith("_")
     }
+    if draft is not None and (draft.lookup or {}).get("matched"):
+        data.setdefault("isFirstTimeClient", "false")  # recognised by phone: a returning client
     if draft is None:  # first page: attribution and allowed prefills ride along hidden
         data.update(_first_page_hidden())
         if request.args.get("zip") and "zip" not in data:
@@ -216,6 +219,11 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now) -> ResponseRet
         )
     result = submissions.save_step(draft, form, slug, answers, now=now)
     db.session.commit()
+    phone = answers.get("customer_phone")
+    if phone and (draft.lookup or {}).get("phone") != phone:
+        # Committed first: the HCP lookup (up to HCP_LOOKUP_TIMEOUT) holds no database lock.
+        draft.lookup = lookup_customer(phone, ip=request.remote_addr or "")
+        db.session.commit()
     if result.out_of_area:
         return redirect(url_for(".out_of_area", slug=form.slug, d=draft.token))
     return redirect(step_url(form, steps.next_slug(slugs, slug), draft))

@@ -75,7 +75,9 @@ def dev_command(host: str, port: int) -> None:
         click.echo(f" * RQ worker started (pid {worker.pid}) on {app.config['REDIS_URL']}")
     click.echo(f" * Open http://{host}:{port}/ for the wizard, http://{host}:{port}/admin/ for the admin")
     try:
-        app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+        from werkzeug.serving import run_simple
+
+        run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
         if worker is not None:
             worker.terminate()

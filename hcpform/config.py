@@ -62,7 +62,8 @@ class DefaultConfig:
 
     # Rate limits (Flask-Limiter syntax); RATELIMIT_ENABLED=false switches them off.
     RATELIMIT_ENABLED = True
-    RATELIMIT_SUBMIT_PER_IP = "10/hour;3/minute"
+    RATELIMIT_STRATEGY = "moving-window"  # exact counts; a fixed window allows 2x at its edge
+    RATELIMIT_SUBMIT_PER_IP = "10/hour;3/minute"  # final submits per client IP (hcpform/limits.py)
     RATELIMIT_LOOKUP_PER_IP = "20/hour"
     RATELIMIT_LOGIN = "5/15 minutes"
     RATELIMIT_HEADERS_ENABLED = True

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from .. import formdefs, queue, submissions, validation
 from ..lookup import lookup_customer
 from ..extensions import db
+from ..limits import limit_submissions
 from ..models import Draft, Form
 from ..security import allow_framing_by
 from ..timeutil import utcnow
@@ -276,6 +277,7 @@ def review(slug: str) -> ResponseReturnValue:
     )
 
 
+@limit_submissions  # per form and per IP, counted only here (hcpform/limits.py)
 def submit(form: Form, draft: Draft, *, now) -> ResponseReturnValue:  # noqa: ANN001
     """Commit the submission first, then enqueue its sync; a queue outage only delays it."""
     honeypot = request.form.get(HONEYPOT, "") or draft.answers.get("_honeypot", "")

@@ -1,0 +1,180 @@
+"""Submission limits: per form per hour and per client IP, shared by every web process.
+
+The counters live where Flask-Limiter keeps its own (RATELIMIT_STORAGE_URI, which is REDIS_URL),
+through the same `limits` strategies, so one homeowner hitting several gunicorn processes, or
+several machines, is counted once. Only real submit attempts count: the final POST of the
+review page whose draft-bound CSRF token was good (a replay of a draft already submitted is
+free and simply shows its confirmation again).
+
+When the storage is unreachable the counters fall back to this process's memory for a few
+seconds at a time: limits still hold per process, and the wizard is never blocked, slowed
+or broken by a Redis outage.
+
+Flask-Limiter's `limiter` object is one per process and takes the storage of the last app it
+was initialised with; the counters here are kept per app (`app.extensions`) instead, so a test
+or a tool that builds several apps in one process gets each app's own storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app, request
+from flask.typing import ResponseReturnValue
+from limits import RateLimitItem, RateLimitItemPerHour, parse_many
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import STRATEGIES, RateLimiter
+
+logger = logging.getLogger(__name__)
+
+EXT_KEY = "hcpform.limits"
+DEAD_SECONDS = 5.0  # after a storage error, count in memory this long before trying again
+
+
+@dataclass
+class _Counters:
+    """One app's rate-limit counters: the shared storage and the in-memory fallback."""
+
+    shared: RateLimiter | None
+    fallback: RateLimiter
+    dead_until: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _strategy(app: Flask) -> type[RateLimiter]:
+    name = str(app.config.get("RATELIMIT_STRATEGY") or "moving-window")
+    return STRATEGIES.get(name, STRATEGIES["moving-window"])
+
+
+def _counters(app: Flask) -> _Counters:
+    counters = app.extensions.get(EXT_KEY)
+    if counters is None:
+        strategy = _strategy(app)
+        uri = str(app.config.get("RATELIMIT_STORAGE_URI") or "memory://")
+        options: dict[str, Any] = {}
+        if uri.startswith(("redis://", "rediss://", "unix://")):
+            # A dead Redis must answer "no" quickly, not hold the homeowner's request.
+            options = {"socket_connect_timeout": 1, "socket_timeout": 1}
+        try:
+            shared: RateLimiter | None = strategy(storage_from_string(uri, **options))
+        except Exception:  # a bad URI is check_config's business; never break the wizard here
+            logger.exception(
+                "Rate-limit storage %s unusable; counting in memory", uri.split("@")[-1]
+            )
+            shared = None
+        counters = _Counters(shared=shared, fallback=strategy(MemoryStorage()))
+        app.extensions[EXT_KEY] = counters
+    return counters
+
+
+@dataclass
+class Limit:
+    """One limit to apply: what (the rate), to whom (the identifiers), and its name for logs."""
+
+    name: str
+    item: RateLimitItem
+    identifiers: tuple[str, ...]
+
+
+def submit_limits(form: Any, ip: str) -> list[Limit]:
+    """Return the limits a submit of this form from this IP must pass."""
+    limits = [
+        Limit("per-ip", item, ("hcpform-submit-ip", ip))
+        for item in parse_many(str(current_app.config["RATELIMIT_SUBMIT_PER_IP"]))
+    ]
+    per_hour = form.submissions_per_hour
+    if per_hour and per_hour > 0:  # 0 or empty: no ceiling for this form
+        limits.append(
+            Limit(
+                "per-form",
+                RateLimitItemPerHour(int(per_hour)),
+                ("hcpform-submit-form", str(form.id)),
+            )
+        )
+    return limits
+
+
+def _try(counters: _Counters, action: Callable[[RateLimiter], Any]) -> Any:
+    """Run `action` on the shared counters, or on the in-memory ones while the storage is down."""
+    if counters.shared is not None and time.monotonic() >= counters.dead_until:
+        try:
+            return action(counters.shared)
+        except Exception as exc:  # any storage error: the wizard must go on
+            counters.dead_until = time.monotonic() + DEAD_SECONDS
+            logger.warning(
+                "Rate-limit storage unreachable (%s); counting in memory for now",
+                exc.__class__.__name__,
+            )
+    return action(counters.fallback)
+
+
+def hit(limits: list[Limit]) -> float | None:
+    """Count one attempt against every limit; return seconds to wait if one is used up, else None.
+
+    All limits are tested before any is charged, so an attempt refused by the form's ceiling
+    does not also use up the person's own allowance.
+    """
+    counters = _counters(current_app._get_current_object())  # type: ignore[attr-defined]
+
+    def run(strategy: RateLimiter) -> float | None:
+        # The in-memory strategy is not atomic across threads; Redis is, per key.
+        guard = counters.lock if strategy is counters.fallback else contextlib.nullcontext()
+        with guard:
+            blocked = [lim for lim in limits if not strategy.test(lim.item, *lim.identifiers)]
+            if not blocked:
+                blocked = [lim for lim in limits if not strategy.hit(lim.item, *lim.identifiers)]
+            if not blocked:
+                return None
+            for lim in blocked:
+                logger.warning("Submit limit reached (%s: %s)", lim.name, lim.item)
+            resets = [
+                strategy.get_window_stats(lim.item, *lim.identifiers).reset_time for lim in blocked
+            ]
+            return max(1.0, max(resets) - time.time())
+
+    return _try(counters, run)
+
+
+def client_ip() -> str:
+    """Return the client's IP: the peer, or the address TRUSTED_PROXIES hops of ProxyFix left."""
+    return request.remote_addr or "unknown"
+
+
+def too_many(retry_after: float) -> ResponseReturnValue:
+    """Return the 429 page: plain words, the business's phone, and when to try again."""
+    from .errors import render_error
+
+    html, status = render_error(
+        429,
+        "We've had a lot of requests from here. Your answers are saved: "
+        "please wait a little, then send your request again, or call us.",
+    )
+    return html, status, {"Retry-After": str(math.ceil(retry_after)), "Cache-Control": "no-store"}
+
+
+def limit_submissions(
+    submit: Callable[..., ResponseReturnValue],
+) -> Callable[..., ResponseReturnValue]:
+    """Decorate the wizard's submit (form, draft, …): refuse it with a 429 once a limit is used up.
+
+    Nothing is written when refused: no submission row, and the draft stays as it was, so the
+    person can send it later with one click.
+    """
+
+    @functools.wraps(submit)
+    def wrapper(form: Any, draft: Any, *args: Any, **kwargs: Any) -> ResponseReturnValue:
+        if current_app.config.get("RATELIMIT_ENABLED", True) and not draft.submitted_at:
+            wait = hit(submit_limits(form, client_ip()))
+            if wait is not None:
+                return too_many(wait)
+        return submit(form, draft, *args, **kwargs)
+
+    return wrapper

@@ -64,11 +64,14 @@ def lookup_customer(phone: str, *, ip: str) -> dict[str, Any]:
     if not allowed_for(ip):
         return result
     timeout = float(current_app.config["HCP_LOOKUP_TIMEOUT"])
-    client = make_client(timeout=(min(timeout, 2.0), timeout))
     try:
+        client = make_client(timeout=(min(timeout, 2.0), timeout))
         found = client.search_customers(phone_digits(phone), page_size=25)
     except HcpError as exc:
         logger.info("🏠 Customer lookup result: unavailable (%s)", exc.status or "no answer")
+        return result
+    except Exception as exc:  # Redis (rate limiter) or anything else down: no hint, go on
+        logger.warning("🏠 Customer lookup result: skipped (%s)", exc.__class__.__name__)
         return result
     for customer in found.get("customers", []):
         if payloads.customer_matches(customer, phone=phone, email="") == "phone":

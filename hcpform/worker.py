@@ -15,6 +15,22 @@ from .queue import enqueue_sweep, ensure_embedded_worker, get_queue, get_redis, 
 logger = logging.getLogger(__name__)
 
 
+class SyncWorker(Worker):
+    """An RQ worker that also keeps the periodic sweep scheduled.
+
+    The sweep re-schedules itself after each run, but a Redis restart (it keeps no data) would
+    break that chain; the worker's maintenance pass puts it back, once per time bucket.
+    """
+
+    def __init__(self, *args, app, **kwargs) -> None:  # noqa: ANN001,ANN002,ANN003
+        super().__init__(*args, **kwargs)
+        self.app = app
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        enqueue_sweep(self.app, delay=0)
+
+
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Drain the queue, then exit.")
 @click.option("--name", default=None, help="Worker name (default: RQ's own).")
@@ -31,12 +47,13 @@ def worker_command(burst: bool, name: str | None) -> None:
     db.engine.dispose()
     if not burst:
         enqueue_sweep(app, delay=0)
-    worker = Worker(
+    worker = SyncWorker(
         [get_queue(app)],
+        app=app,
         connection=get_redis(app),
         name=name,
         log_job_description=False,  # descriptions are harmless, but keep job logs minimal
-        maintenance_interval=60,
+        maintenance_interval=max(2, int(app.config["SWEEP_INTERVAL_SECONDS"])),
     )
     worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
 

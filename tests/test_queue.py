@@ -173,3 +173,15 @@ def test_healthz_is_503_when_the_database_is_unreachable(settings, tmp_path):
     assert response.get_json()["database"]["ok"] is False
     page = app.test_client().get("/f/service-request/")
     assert page.status_code == 503 and "unavailable" in page.get_data(as_text=True)
+
+
+def test_a_running_worker_sweeps_by_itself(app, sandbox, start_worker):
+    from tests.factories import make_submission
+
+    with app.app_context():
+        sub = make_submission()  # saved, never enqueued (as if the web process died right after)
+        db.session.commit()
+        ref = sub.reference
+    start_worker()
+    wait_for(lambda: status_of(app, ref) == Status.SYNCED, timeout=45)
+    assert jobs_in(sandbox) == 1

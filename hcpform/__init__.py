@@ -43,6 +43,7 @@ def create_app(
     queue.init_app(app)
     security.init_app(app)
 
+    from .admin import bp as admin_bp
     from .errors import register_error_handlers
     from .health import bp as health_bp
     from .wizard import bp as wizard_bp
@@ -50,6 +51,7 @@ def create_app(
     app.register_blueprint(wizard_bp, url_prefix="/f")
     app.register_blueprint(wizard_bp, url_prefix="/embed", name="embed")
     app.register_blueprint(health_bp)
+    app.register_blueprint(admin_bp)
     # The wizard carries its own draft-bound CSRF token (wizard/csrf.py): a session cookie is a
     # third-party cookie inside a business's iframe, and browsers drop it.
     csrf.exempt(wizard_bp)
@@ -62,6 +64,8 @@ def create_app(
 
     @app.get("/")
     def index() -> ResponseReturnValue:
-        return redirect(url_for("wizard.start", slug=app.config.get("DEFAULT_FORM", "service-request")))
+        return redirect(
+            url_for("wizard.start", slug=app.config.get("DEFAULT_FORM", "service-request"))
+        )
 
     return app

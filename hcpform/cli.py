@@ -21,6 +21,15 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(sweep_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(dev_command)
+    from .admin.cli import (
+        create_admin_command,
+        delete_admin_command,
+        rotate_encryption_key_command,
+    )
+
+    app.cli.add_command(create_admin_command)
+    app.cli.add_command(delete_admin_command)
+    app.cli.add_command(rotate_encryption_key_command)
     try:
         from .hcp.sandbox import sandbox_command
     except ImportError:  # pragma: no cover - the sandbox ships with the package
@@ -73,7 +82,9 @@ def dev_command(host: str, port: int) -> None:
             [sys.executable, "-m", "flask", "--app", "hcpform", "worker"], env=dict(os.environ)
         )
         click.echo(f" * RQ worker started (pid {worker.pid}) on {app.config['REDIS_URL']}")
-    click.echo(f" * Open http://{host}:{port}/ for the wizard, http://{host}:{port}/admin/ for the admin")
+    click.echo(
+        f" * Open http://{host}:{port}/ for the wizard, http://{host}:{port}/admin/ for the admin"
+    )
     try:
         from werkzeug.serving import run_simple
 

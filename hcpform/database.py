@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import event, select
-from sqlalchemy.engine import Engine
 
 from . import formdefs
 from .extensions import db
@@ -43,7 +42,7 @@ def ensure_connection() -> HcpConnection:
 
 
 def create_form_from_template(slug: str, name: str, **overrides: Any) -> Form:
-    """Add a new form built from the HousecallPro Service Request Template (flushed, not committed)."""
+    """Add a form built from the HousecallPro Service Request Template (flushed, not committed)."""
     settings = formdefs.template_settings() | overrides
     form = Form(
         slug=slug,

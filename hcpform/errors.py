@@ -14,19 +14,35 @@ from .extensions import db
 logger = logging.getLogger(__name__)
 
 MESSAGES = {
-    400: ("Something in the request was not right", "Go back, check what you entered and try again."),
+    400: (
+        "Something in the request was not right",
+        "Go back, check what you entered and try again.",
+    ),
     403: ("You can't do that", "This page refused the request."),
     404: ("Page not found", "Check the address, or start again from the business's website."),
     405: ("Page not found", "Check the address, or start again from the business's website."),
-    413: ("That was too much to send", "What you sent is larger than we accept. Shorten your answers and try again."),
-    429: ("Too many requests", "We've had a lot of requests from here. Please wait a while, or call us."),
-    500: ("Sorry, something went wrong", "We couldn't finish that. Please try again in a few minutes, or call us."),
-    503: ("Sorry, the service is unavailable", "We couldn't reach our database. Your answers are safe; try again in a few minutes, or call us."),
-}  # fmt: skip
+    413: (
+        "That was too much to send",
+        "What you sent is larger than we accept. Shorten your answers and try again.",
+    ),
+    429: (
+        "Too many requests",
+        "We've had a lot of requests from here. Please wait a while, or call us.",
+    ),
+    500: (
+        "Sorry, something went wrong",
+        "We couldn't finish that. Please try again in a few minutes, or call us.",
+    ),
+    503: (
+        "Sorry, the service is unavailable",
+        "We couldn't reach our database. Your answers are safe; try again in a few minutes, "
+        "or call us.",
+    ),
+}
 
 
 def business_contact() -> tuple[str, str, str]:
-    """Return (business name, phone, phone for display) of the form in the URL, if it can be read."""
+    """Return (business name, phone, phone for display) of the form in the URL, when readable."""
     from sqlalchemy import select
 
     from .models import Form

@@ -39,7 +39,9 @@ def healthz() -> ResponseReturnValue:
                 "state": conn.state,
                 "paused": conn.paused,
                 "key": key_source(conn),
-                "last_checked_at": conn.last_checked_at.isoformat() if conn.last_checked_at else None,
+                "last_checked_at": conn.last_checked_at.isoformat()
+                if conn.last_checked_at
+                else None,
             }
         except Exception as exc:
             db.session.rollback()

@@ -11,7 +11,9 @@ def init_app(app: Flask) -> None:
     """Configure the package's logger and install the redaction filter."""
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     logging.getLogger("hcpform").setLevel(app.config.get("LOG_LEVEL", "INFO"))
     from .redact import install_redaction
 

@@ -77,9 +77,15 @@ def lookup_customer(phone: str, *, ip: str) -> dict[str, Any]:
         if payloads.customer_matches(customer, phone=phone, email="") == "phone":
             result.update(matched=True, hint=payloads.masked_hint(customer))
             break
-    logger.info("🏠 Customer lookup result: %s", "returning customer" if result["matched"] else "no match")
+    logger.info(
+        "🏠 Customer lookup result: %s", "returning customer" if result["matched"] else "no match"
+    )
     try:
-        redis.setex(_cache_key(phone), CACHE_SECONDS, json.dumps({"matched": result["matched"], "hint": result["hint"]}))
+        redis.setex(
+            _cache_key(phone),
+            CACHE_SECONDS,
+            json.dumps({"matched": result["matched"], "hint": result["hint"]}),
+        )
     except Exception:
         pass
     return result

@@ -28,8 +28,6 @@ class Status(StrEnum):
     MANUAL = "manual"  # handled by hand in HCP; the sync leaves it alone
 
 
-
-
 class Form(db.Model):
     """A published wizard: its definition (steps and fields) and the business's settings."""
 
@@ -94,7 +92,9 @@ class Draft(db.Model):
     form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), index=True)
     answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     completed_steps: Mapped[list[str]] = mapped_column(JSON, default=list)
-    furthest_step: Mapped[int] = mapped_column(Integer, default=0)  # steps completed, for the funnel
+    furthest_step: Mapped[int] = mapped_column(
+        Integer, default=0
+    )  # steps completed, for the funnel
     attribution: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Returning-customer lookup kept server-side: {"phone": e164, "matched": bool, "hint": str}.
     lookup: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

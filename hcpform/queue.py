@@ -78,7 +78,9 @@ def enqueue_sync(submission_id: int, *, delay: float = 0.0) -> bool:
         else:
             queue.enqueue(sync_submission, submission_id, **options)
     except (redis.RedisError, OSError) as exc:
-        logger.warning("Queue unreachable, submission %s waits for the sweep: %s", submission_id, exc)
+        logger.warning(
+            "Queue unreachable, submission %s waits for the sweep: %s", submission_id, exc
+        )
         return False
     if is_embedded(app):
         ensure_embedded_worker(app)

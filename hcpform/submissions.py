@@ -122,7 +122,9 @@ def save_step(
 
 def record_out_of_area(form: Form, zip_code: str, email: str, *, now: datetime) -> None:
     """Keep an out-of-area request (with an email when given) for expansion planning."""
-    db.session.add(OutOfAreaRequest(form_id=form.id, zip=zip_code[:10], email=email, created_at=now))
+    db.session.add(
+        OutOfAreaRequest(form_id=form.id, zip=zip_code[:10], email=email, created_at=now)
+    )
 
 
 def count_event(form: Form, event: str, *, now: datetime) -> None:
@@ -157,7 +159,11 @@ def existing_submission(draft: Draft) -> Submission | None:
 def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) -> Submission:
     """Return a new Submission holding the draft's normalised answers (not yet added)."""
     a = dict(draft.answers or {})
-    by_key = {f["hcp_key"]: f["name"] for _, f in formdefs.iter_fields(form.definition) if f.get("hcp_key")}
+    by_key = {
+        f["hcp_key"]: f["name"]
+        for _, f in formdefs.iter_fields(form.definition)
+        if f.get("hcp_key")
+    }
 
     def key(hcp_key: str, default: str = "") -> str:
         return str(a.get(by_key.get(hcp_key, hcp_key), default) or default)

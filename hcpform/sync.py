@@ -89,7 +89,9 @@ def sync_submission(submission_id: int) -> str:
     )
     db.session.add(attempt)
     db.session.commit()
-    logger.info("📤 Sending to Housecall Pro: submission %s, attempt %s", sub.reference, sub.attempts)
+    logger.info(
+        "📤 Sending to Housecall Pro: submission %s, attempt %s", sub.reference, sub.attempts
+    )
     client = make_client(submission_id=sub.id, attempt=sub.attempts)
     try:
         run_steps(client, sub, conn)
@@ -266,7 +268,7 @@ def resolve_job_type(
 def resolve_lead_source(
     client: HousecallProClient, sub: Submission, conn: HcpConnection
 ) -> str | None:
-    """Return an existing HCP lead source name: the UTM source when HCP knows it, else the default."""
+    """Return an existing HCP lead source name: the UTM source if HCP knows it, else the default."""
     if sub.utm_source:
         names = {(ls.get("name") or "").lower(): ls.get("name") for ls in client.lead_sources()}
         if sub.utm_source.lower() in names:
@@ -290,13 +292,18 @@ def handle_hcp_error(
         )
     if exc.retryable:
         return schedule_retry(sub, attempt, exc)
-    return finish(sub, attempt, Status.FAILED, f"HCP answered {exc.status}: {exc.message}", exc.status)
+    return finish(
+        sub, attempt, Status.FAILED, f"HCP answered {exc.status}: {exc.message}", exc.status
+    )
 
 
 def backoff_seconds(attempts: int, *, retry_after: float | None = None) -> float:
-    """Return the wait before the next attempt: capped exponential with full jitter, ≥ Retry-After."""
+    """Return the wait before the next attempt: capped exponential, full jitter, ≥ Retry-After."""
     cfg = current_app.config
-    ceiling = min(float(cfg["SYNC_RETRY_CAP_SECONDS"]), float(cfg["SYNC_RETRY_BASE_SECONDS"]) * 2 ** max(0, attempts - 1))
+    ceiling = min(
+        float(cfg["SYNC_RETRY_CAP_SECONDS"]),
+        float(cfg["SYNC_RETRY_BASE_SECONDS"]) * 2 ** max(0, attempts - 1),
+    )
     delay = max(1.0, random.uniform(0, ceiling))
     if retry_after is not None:  # HCP said when: wait at least that (within reason)
         delay = max(delay, min(retry_after, float(cfg["SYNC_RETRY_AFTER_MAX_SECONDS"])))
@@ -314,7 +321,8 @@ def schedule_retry(sub: Submission, attempt: SyncAttempt, exc: HcpError) -> str:
     if now - first > window:
         return finish(
             sub, attempt, Status.FAILED,
-            f"HCP kept failing for {window.total_seconds() / 3600:g} h; last: {status_text}: {exc.message}",
+            f"HCP kept failing for {window.total_seconds() / 3600:g} h; "
+            f"last: {status_text}: {exc.message}",
             exc.status,
         )  # fmt: skip
     delay = backoff_seconds(sub.attempts, retry_after=exc.retry_after)
@@ -335,7 +343,9 @@ def park(sub: Submission, conn: HcpConnection) -> str:
     if conn.paused:
         reason = "Sync is paused (manual processing). It resumes when an admin resumes sync."
     elif key_source(conn) == "none":
-        reason = "No HCP API key yet: enter it in Integration settings; waiting submissions then sync."
+        reason = (
+            "No HCP API key yet: enter it in Integration settings; waiting submissions then sync."
+        )
     elif conn.state == "disconnected":
         reason = "Waiting for the HCP connection: " + (conn.last_message or "the key was refused.")
     else:
@@ -374,7 +384,9 @@ def finish(
         sub.last_error = message[:2000]
         sub.last_error_code = code
         if status == Status.FAILED:
-            logger.warning("❌ HousecallPro API call failed: submission %s: %s", sub.reference, message)
+            logger.warning(
+                "❌ HousecallPro API call failed: submission %s: %s", sub.reference, message
+            )
     attempt.finished_at = now
     attempt.outcome = outcome or str(status)
     attempt.message = message[:2000]
@@ -390,9 +402,7 @@ def resume_waiting() -> int:
     """Move every waiting submission back to pending and enqueue it; return how many."""
     from .queue import enqueue_sync
 
-    ids = list(
-        db.session.scalars(select(Submission.id).where(Submission.status == Status.WAITING))
-    )
+    ids = list(db.session.scalars(select(Submission.id).where(Submission.status == Status.WAITING)))
     if ids:
         db.session.execute(
             update(Submission)

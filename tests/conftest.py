@@ -72,7 +72,9 @@ class RedisServer:
 def redis_server() -> Iterator[RedisServer]:
     """Start a real redis-server for the session (or use REDIS_URL)."""
     if not os.environ.get("REDIS_URL") and not shutil.which("redis-server"):
-        pytest.fail("redis-server is not installed: scripts/test installs it (apt-get install redis-server)")
+        pytest.fail(
+            "redis-server is not installed: scripts/test installs it (apt-get install redis-server)"
+        )
     server = RedisServer()
     server.start()
     yield server
@@ -118,8 +120,10 @@ def postgres_url() -> str:
             conn.execute("SELECT 1")
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
-            pytest.skip(f"PostgreSQL not reachable at {url.split('@')[-1]} ({exc.__class__.__name__}); "
-                        "set TEST_DATABASE_URL to run the PostgreSQL tests")
+            pytest.skip(
+                f"PostgreSQL not reachable at {url.split('@')[-1]} ({exc.__class__.__name__}); "
+                "set TEST_DATABASE_URL to run the PostgreSQL tests"
+            )
         admin_url = url.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
@@ -153,7 +157,9 @@ def database_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
 
 
 @pytest.fixture
-def settings(database_url: str, redis_server: RedisServer, tmp_path: Path, sandbox: Any) -> dict[str, Any]:
+def settings(
+    database_url: str, redis_server: RedisServer, tmp_path: Path, sandbox: Any
+) -> dict[str, Any]:
     """The settings of one test's app; worker subprocesses get the same through the environment."""
     return {
         "SECRET_KEY": "test-secret",
@@ -216,7 +222,13 @@ def worker_env(settings: dict[str, Any], tmp_path: Path) -> dict[str, str]:
     env["HCP_API_BASE_URL"] = settings["HCP_API_BASE_URL"]
     env["HCPFORM_ENCRYPTION_KEY"] = settings["ENCRYPTION_KEY"]
     for key, value in settings.items():
-        if key not in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "HCP_API_BASE_URL", "ENCRYPTION_KEY"):
+        if key not in (
+            "SECRET_KEY",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "HCP_API_BASE_URL",
+            "ENCRYPTION_KEY",
+        ):
             env[f"HCPFORM_{key}"] = str(value).lower() if isinstance(value, bool) else str(value)
     env["PYTHONPATH"] = str(ROOT)
     return env

@@ -9,7 +9,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 from zoneinfo import ZoneInfo
 
-TOKEN_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+TOKEN_RE = re.compile(
+    r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"'
+)
 ACTION_RE = re.compile(r'<form[^>]*action="([^"]+)"')
 
 
@@ -28,7 +30,10 @@ def person(**overrides: Any) -> dict[str, dict[str, str]]:
     answers = {
         "location": {"zip": "60614"},
         "service": {"booking_type": "Drain cleaning", "urgency": "soon"},
-        "description": {"booking_reason": "Kitchen sink drains slowly.", "special_instructions": ""},
+        "description": {
+            "booking_reason": "Kitchen sink drains slowly.",
+            "special_instructions": "",
+        },
         "contact": {
             "customer_phone": "(312) 555-0142",
             "customer_fname": "Jane",
@@ -41,7 +46,11 @@ def person(**overrides: Any) -> dict[str, dict[str, str]]:
             "zip": "60614",
             "country": "US",
         },
-        "classification": {"isFirstTimeClient": "true", "customerType": "residential", "company": ""},
+        "classification": {
+            "isFirstTimeClient": "true",
+            "customerType": "residential",
+            "company": "",
+        },
         "schedule": {"booking_date": next_open_day(), "booking_time": "08-11", "terms": "y"},
     }
     for key, value in overrides.items():
@@ -111,7 +120,9 @@ class Wizard:
         self.page = response.get_data(as_text=True)
         return response
 
-    def complete(self, answers: dict[str, dict[str, str]] | None = None, *, submit: bool = True) -> Any:
+    def complete(
+        self, answers: dict[str, dict[str, str]] | None = None, *, submit: bool = True
+    ) -> Any:
         """Walk every step (and submit); return the last response."""
         answers = answers or person()
         self.open(self.url)

@@ -18,7 +18,10 @@ def seed_customer(sandbox, **fields) -> None:
                        "zip": "60614", "country": "US"}],
     } | fields  # fmt: skip
     response = requests.post(
-        f"{sandbox.url}/customers", json=body, headers={"Authorization": "Token sandbox-key"}, timeout=5
+        f"{sandbox.url}/customers",
+        json=body,
+        headers={"Authorization": "Token sandbox-key"},
+        timeout=5,
     )
     response.raise_for_status()
 
@@ -61,10 +64,14 @@ def test_hcp_down_the_wizard_goes_on(client, sandbox):
 def test_lookup_is_cached(client, app, sandbox):
     seed_customer(sandbox)
     walk_to_classification(client)
-    before = requests.get(f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers", timeout=5).json()["count"]
+    before = requests.get(
+        f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers", timeout=5
+    ).json()["count"]
     other = walk_to_classification(app.test_client())
     assert "J. D." in other.page
-    after = requests.get(f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers", timeout=5).json()["count"]
+    after = requests.get(
+        f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers", timeout=5
+    ).json()["count"]
     assert after == before
 
 
@@ -72,7 +79,12 @@ def test_lookups_are_rate_limited_per_ip(settings, tmp_path, sandbox, app):
     from hcpform import create_app
 
     limited = create_app(
-        {"TESTING": True, **settings, "RATELIMIT_ENABLED": True, "RATELIMIT_LOOKUP_PER_IP": "2/hour"},
+        {
+            "TESTING": True,
+            **settings,
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_LOOKUP_PER_IP": "2/hour",
+        },
         instance_path=str(tmp_path / "limited"),
     )
     url = f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers"

@@ -39,7 +39,9 @@ def jobs_in(sandbox: Any) -> int:
 
 
 @pytest.mark.both_dbs
-def test_submission_is_enqueued_on_redis_and_synced_by_a_real_worker(client, app, sandbox, start_worker):
+def test_submission_is_enqueued_on_redis_and_synced_by_a_real_worker(
+    client, app, sandbox, start_worker
+):
     from hcpform.queue import get_queue
 
     wizard = Wizard(client)

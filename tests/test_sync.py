@@ -304,5 +304,7 @@ def test_retry_window_ends_in_failed(app_ctx, sandbox):
     sub.first_failure_at = utcnow() - timedelta(hours=25)
     db.session.commit()
     faults(sandbox, {"method": "GET", "path": "/customers", "kind": "503"})
-    assert sync_submission(sub.id) == "failed", requests.get(f"{sandbox.url}/_sandbox/requests").json()
+    assert sync_submission(sub.id) == "failed", requests.get(
+        f"{sandbox.url}/_sandbox/requests"
+    ).json()
     assert "kept failing" in db.session.get(Submission, sub.id).last_error

@@ -27,7 +27,11 @@ def test_full_journey_creates_one_pending_submission(client, app):
         assert sub.phone == "+13125550142"
         assert (sub.first_name, sub.last_name, sub.email) == ("Jane", "Doe", "jane.doe@example.com")
         assert (sub.street, sub.city, sub.state, sub.zip, sub.country) == (
-            "1234 N Clark St", "Chicago", "IL", "60614", "US",
+            "1234 N Clark St",
+            "Chicago",
+            "IL",
+            "60614",
+            "US",
         )
         assert sub.service_type == "Drain cleaning" and sub.urgency == "soon"
         assert sub.booking_window == "08-11"
@@ -255,7 +259,9 @@ def test_commercial_needs_a_company_name(client):
     wizard.open()
     for step in STEPS[:4]:
         wizard.post(answers[step])
-    response = wizard.post({"isFirstTimeClient": "false", "customerType": "commercial", "company": ""})
+    response = wizard.post(
+        {"isFirstTimeClient": "false", "customerType": "commercial", "company": ""}
+    )
     assert response.status_code == 400 and "Enter company name" in wizard.page
     wizard.post({"isFirstTimeClient": "false", "customerType": "commercial", "company": "Acme Ltd"})
     assert "Step 6 of 6" in wizard.page
@@ -289,7 +295,9 @@ def test_closed_weekday_is_refused(client):
     for step in STEPS[:5]:
         wizard.post(answers[step])
     sunday = next(days(n) for n in range(2, 10) if days(n).weekday() == 6)
-    response = wizard.post({"booking_date": sunday.isoformat(), "booking_time": "08-11", "terms": "y"})
+    response = wizard.post(
+        {"booking_date": sunday.isoformat(), "booking_time": "08-11", "terms": "y"}
+    )
     assert response.status_code == 400 and "closed on Sundays" in wizard.page
 
 
@@ -299,7 +307,9 @@ def test_terms_and_time_window_are_required(client):
     wizard.open()
     for step in STEPS[:5]:
         wizard.post(answers[step])
-    response = wizard.post({"booking_date": answers["schedule"]["booking_date"], "booking_time": "99-99"})
+    response = wizard.post(
+        {"booking_date": answers["schedule"]["booking_date"], "booking_time": "99-99"}
+    )
     assert response.status_code == 400
     assert "Accept the terms" in wizard.page
     assert "Choose one of the options" in wizard.page
@@ -308,8 +318,12 @@ def test_terms_and_time_window_are_required(client):
 def test_forged_or_missing_csrf_is_refused_clearly(client, app):
     wizard = Wizard(client)
     wizard.open()
-    response = client.post("/f/service-request/location", data={"zip": "60614", "csrf_token": "forged"})
-    assert response.status_code == 400 and "This page has expired" in response.get_data(as_text=True)
+    response = client.post(
+        "/f/service-request/location", data={"zip": "60614", "csrf_token": "forged"}
+    )
+    assert response.status_code == 400 and "This page has expired" in response.get_data(
+        as_text=True
+    )
     response = client.post("/f/service-request/location", data={"zip": "60614"})
     assert response.status_code == 400
     # A real token from another draft does not work for this one.
@@ -341,7 +355,9 @@ def test_cross_site_post_is_refused_even_with_a_token(client):
 
 def test_prefill_from_the_link(client, app):
     wizard = Wizard(client)
-    wizard.open("/f/service-request/?zip=60614&booking_type=Water+heater&utm_source=google&gclid=abc")
+    wizard.open(
+        "/f/service-request/?zip=60614&booking_type=Water+heater&utm_source=google&gclid=abc"
+    )
     assert 'value="60614"' in wizard.page
     wizard.post({"zip": "60614"})
     assert "Step 2 of 6" in wizard.page, wizard.url
@@ -359,7 +375,10 @@ def test_attribution_travels_with_the_submission(client, app):
     with app.app_context():
         sub = db.session.scalar(select(Submission))
         assert (sub.utm_source, sub.utm_medium, sub.utm_campaign, sub.click_id) == (
-            "google", "cpc", "spring", "G1",
+            "google",
+            "cpc",
+            "spring",
+            "G1",
         )
         assert "utm_source=google" in sub.landing_url
 
@@ -383,6 +402,6 @@ def test_oversized_body_gets_a_clear_413(client):
 def test_wizard_works_without_javascript_markup(client):
     wizard = Wizard(client)
     wizard.open()
-    assert "<script" in wizard.page and "src=\"/static/js/wizard.js\"" in wizard.page
+    assert "<script" in wizard.page and 'src="/static/js/wizard.js"' in wizard.page
     assert "cdn" not in wizard.page.lower() and "https://" not in wizard.page
     assert 'inputmode="numeric"' in wizard.page and 'autocomplete="postal-code"' in wizard.page

@@ -79,7 +79,9 @@ def record_call(record: dict[str, Any]) -> None:
     db.session.commit()
 
 
-def make_client(*, timeout: tuple[float, float] | None = None, **context: Any) -> HousecallProClient:
+def make_client(
+    *, timeout: tuple[float, float] | None = None, **context: Any
+) -> HousecallProClient:
     """Return a client for the connection in force, recording every call with this context."""
     conn = connection_row()
     config = dict(current_app.config)
@@ -120,4 +122,3 @@ def test_connection() -> tuple[bool, str]:
     conn.last_checked_at = utcnow()
     db.session.commit()
     return True, conn.last_message
-

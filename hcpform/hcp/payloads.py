@@ -48,9 +48,7 @@ def address_body(sub: Submission) -> dict[str, Any]:
     return body
 
 
-def customer_body(
-    sub: Submission, *, lead_source: str | None, tags: list[str]
-) -> dict[str, Any]:
+def customer_body(sub: Submission, *, lead_source: str | None, tags: list[str]) -> dict[str, Any]:
     """Return a CustomerCreate body with the service address inline."""
     body: dict[str, Any] = {
         "first_name": sub.first_name,
@@ -179,6 +177,8 @@ def masked_hint(customer: dict[str, Any]) -> str:
         words = (addresses[0].get("street") or "").split()
         if words and words[0].isdigit():
             number = words[0]
-            masked = number[:2] + "•" * max(0, len(number) - 2) if len(number) > 2 else "•" * len(number)
+            masked = (
+                number[:2] + "•" * max(0, len(number) - 2) if len(number) > 2 else "•" * len(number)
+            )
             street = " ".join([masked, *words[1:]])
     return ", ".join(p for p in (initials, street) if p)

@@ -35,8 +35,10 @@ def check_token(token: str, form_slug: str, draft_token: str | None) -> bool:
         data = _serializer().loads(token or "", max_age=max_age)
     except (BadSignature, SignatureExpired):
         return False
-    return isinstance(data, dict) and data.get("f") == form_slug and data.get("d") == (
-        draft_token or ""
+    return (
+        isinstance(data, dict)
+        and data.get("f") == form_slug
+        and data.get("d") == (draft_token or "")
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -85,6 +86,8 @@ def dev_command(host: str, port: int) -> None:
     click.echo(
         f" * Open http://{host}:{port}/ for the wizard, http://{host}:{port}/admin/ for the admin"
     )
+    # A SIGTERM (e.g. from a service manager) unwinds through `finally`, stopping the worker too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         from werkzeug.serving import run_simple
 

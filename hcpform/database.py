@@ -9,7 +9,8 @@ from sqlalchemy import event, select
 
 from . import formdefs
 from .extensions import db
-from .models import Form, HcpConnection, TermsVersion
+from .hcp.connection import connection_row
+from .models import Form, TermsVersion
 
 
 def init_app(app: Flask) -> None:
@@ -31,16 +32,6 @@ def init_app(app: Flask) -> None:
         cursor.close()
 
 
-def ensure_connection() -> HcpConnection:
-    """Return the HCP connection row, creating it on first use."""
-    conn = db.session.scalar(select(HcpConnection).order_by(HcpConnection.id).limit(1))
-    if conn is None:
-        conn = HcpConnection()
-        db.session.add(conn)
-        db.session.flush()
-    return conn
-
-
 def create_form_from_template(slug: str, name: str, **overrides: Any) -> Form:
     """Add a form built from the HousecallPro Service Request Template (flushed, not committed)."""
     settings = formdefs.template_settings() | overrides
@@ -48,7 +39,7 @@ def create_form_from_template(slug: str, name: str, **overrides: Any) -> Form:
         slug=slug,
         name=name,
         definition=formdefs.template_definition(),
-        connection_id=ensure_connection().id,
+        connection_id=connection_row().id,
         **settings,
     )
     db.session.add(form)
@@ -60,7 +51,7 @@ def create_form_from_template(slug: str, name: str, **overrides: Any) -> Form:
 
 def ensure_default_form() -> bool:
     """Create the default form from the template unless it exists; return True if created."""
-    ensure_connection()
+    connection_row()
     exists = db.session.scalar(select(Form.id).where(Form.slug == formdefs.DEFAULT_SLUG))
     if exists:
         return False

@@ -81,11 +81,11 @@ def lookup_customer(phone: str, *, ip: str) -> dict[str, Any]:
         "🏠 Customer lookup result: %s", "returning customer" if result["matched"] else "no match"
     )
     try:
-        redis.setex(
+        redis.set(
             _cache_key(phone),
-            CACHE_SECONDS,
             json.dumps({"matched": result["matched"], "hint": result["hint"]}),
+            ex=CACHE_SECONDS,
         )
-    except Exception:
-        pass
+    except Exception:  # a lookup not cached is only asked again next time
+        logger.debug("Lookup cache unavailable")
     return result

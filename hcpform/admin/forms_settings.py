@@ -1,0 +1,176 @@
+"""Form settings and field mapping; new forms from the HousecallPro template.
+
+The wizard reads the Form row on every request, so a saved change is live at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import func, select
+
+from .. import formdefs
+from ..extensions import db
+from ..models import Form, Submission
+from ..timeutil import utcnow
+from ..validation import format_phone
+from . import bp, settings
+from .audit import record
+from .forms import (
+    FormSettingsForm,
+    NewFormForm,
+    format_time_windows,
+    mapping_form,
+)
+
+SIMPLE_FIELDS = (
+    "name", "published", "sync_enabled", "submissions_per_hour", "booking_horizon_days",
+    "business_name", "brand_color", "logo_url",
+)  # fmt: skip
+
+
+def _form_or_404(slug: str) -> Form:
+    return db.one_or_404(select(Form).where(Form.slug == slug))
+
+
+@bp.get("/forms")
+def forms() -> ResponseReturnValue:
+    """List the forms with their state."""
+    rows = db.session.scalars(select(Form).order_by(Form.id)).all()
+    counts = dict(
+        db.session.execute(
+            select(Submission.form_id, func.count()).group_by(Submission.form_id)
+        ).all()
+    )
+    return render_template(
+        "admin/forms.html",
+        rows=[(f, counts.get(f.id, 0), settings.publish_problem(f.definition)) for f in rows],
+    )
+
+
+@bp.route("/forms/new", methods=["GET", "POST"])
+def new_form() -> ResponseReturnValue:
+    """Create a form from the HousecallPro Service Request Template."""
+    wt = NewFormForm()
+    if wt.validate_on_submit():
+        try:
+            created = settings.create_form(wt.slug.data, wt.name.data.strip())
+        except ValueError as exc:
+            wt.slug.errors.append(str(exc))
+        else:
+            record("form created", target=created.slug, detail=formdefs.TEMPLATE_NAME)
+            db.session.commit()
+            flash(
+                "Form created from the template. Review its settings, then publish it.", "success"
+            )
+            return redirect(url_for("admin.form_settings", slug=created.slug), code=303)
+    status = 400 if wt.errors else 200
+    return render_template("admin/form_new.html", wt=wt, template=formdefs.TEMPLATE_NAME), status
+
+
+def _initial(form: Form) -> dict[str, Any]:
+    """Return the settings form's values for a Form row (plus one blank service-type row)."""
+    data: dict[str, Any] = {name: getattr(form, name) for name in SIMPLE_FIELDS}
+    data["service_types"] = [
+        {"name": s["name"], "job_type_id": s.get("job_type_id") or ""} for s in form.service_types
+    ] + [{"name": "", "job_type_id": ""}]
+    data["service_area_zips"] = ", ".join(form.service_area_zips or [])
+    data["time_windows"] = format_time_windows(form.time_windows or [])
+    data["closed_weekdays"] = list(form.closed_weekdays or [])
+    data["closed_dates"] = "\n".join(form.closed_dates or [])
+    data["allowed_domains"] = "\n".join(form.allowed_domains or [])
+    data["business_phone"] = format_phone(form.business_phone) if form.business_phone else ""
+    data["terms"] = form.current_terms.text if form.current_terms else ""
+    return data
+
+
+def _job_type_choices(form: Form, lists: settings.HcpLists) -> list[tuple[str, str]]:
+    choices = [("", "Match by name, else the default job type")]
+    choices += [(jt["id"], jt.get("name") or jt["id"]) for jt in lists.job_types]
+    known = dict(choices)
+    for service in form.service_types:
+        jt = service.get("job_type_id")
+        if jt and jt not in known:
+            note = "can't check now" if lists.problem else "no longer in HCP"
+            choices.append((jt, f"{jt} ({note})"))
+            known[jt] = jt
+    return choices
+
+
+def job_type_warnings(form: Form, lists: settings.HcpLists) -> list[str]:
+    """Return a warning for each service type mapped to a job type HCP no longer has."""
+    if lists.problem:
+        return []
+    return [
+        f"The HCP job type mapped to '{s['name']}' no longer exists in Housecall Pro. "
+        "Choose another one, or submissions of this service type will fail."
+        for s in form.service_types
+        if s.get("job_type_id") and s["job_type_id"] not in lists.job_type_ids
+    ]
+
+
+@bp.route("/forms/<slug>", methods=["GET", "POST"])
+def form_settings(slug: str) -> ResponseReturnValue:
+    """Edit a form's settings (not its field mapping)."""
+    form = _form_or_404(slug)
+    lists = settings.hcp_lists()
+    wt = FormSettingsForm(data=_initial(form))
+    choices = _job_type_choices(form, lists)
+    for entry in wt.service_types:
+        entry.form.job_type_id.choices = choices
+    if wt.validate_on_submit():
+        problem = settings.publish_problem(form.definition) if wt.published.data else ""
+        if problem:
+            wt.published.errors.append(problem + ". Map them in Field mapping first.")
+        else:
+            values = {name: wt[name].data for name in SIMPLE_FIELDS} | wt.cleaned
+            values["name"] = values["name"].strip()
+            changed = settings.apply_form_settings(form, values, wt.terms.data, now=utcnow())
+            record("form saved", target=form.slug, detail=", ".join(changed) or "no change")
+            db.session.commit()
+            flash("Saved. The live form uses these settings now.", "success")
+            return redirect(url_for("admin.form_settings", slug=form.slug), code=303)
+    return (
+        render_template(
+            "admin/form_settings.html",
+            form_row=form,
+            wt=wt,
+            lists=lists,
+            warnings=job_type_warnings(form, lists),
+            problem=settings.publish_problem(form.definition),
+        ),
+        400 if wt.errors else 200,
+    )
+
+
+@bp.route("/forms/<slug>/fields", methods=["GET", "POST"])
+def form_fields(slug: str) -> ResponseReturnValue:
+    """Map each wizard field to a Housecall Pro key."""
+    form = _form_or_404(slug)
+    fields = list(formdefs.iter_fields(form.definition))
+    wt = mapping_form(form.definition)
+    errors: list[str] = []
+    if wt.validate_on_submit():
+        chosen = [wt[f"key_{i}"].data or None for i in range(len(fields))]
+        errors = settings.mapping_errors(form.definition, chosen, published=form.published)
+        if not errors:
+            changes = settings.apply_mapping(form, chosen)
+            record("mapping saved", target=form.slug, detail="; ".join(changes) or "no change")
+            db.session.commit()
+            flash("Field mapping saved.", "success")
+            return redirect(url_for("admin.form_fields", slug=form.slug), code=303)
+    rows = [(step, fdef, wt[f"key_{i}"]) for i, (step, fdef) in enumerate(fields)]
+    return (
+        render_template(
+            "admin/form_fields.html",
+            form_row=form,
+            wt=wt,
+            rows=rows,
+            mapping_errors=errors,
+            problem=settings.publish_problem(form.definition),
+            required=formdefs.REQUIRED_HCP_KEYS,
+        ),
+        400 if errors or wt.errors else 200,
+    )

@@ -1,0 +1,13 @@
+"""The ceiling of the stack: a bare Flask "hello" app, served by gunicorn exactly as hcpform is.
+
+gunicorn --workers 2 bench.bare_app:app
+"""
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def hello() -> str:
+    return "Hello, World!"

@@ -106,6 +106,11 @@ class Draft(db.Model):
 
     form: Mapped[Form] = relationship()
 
+    # Covering index for the admin's funnel (migration 0004).
+    __table_args__ = (
+        Index("ix_draft_started_funnel", "started_at", "furthest_step", "submitted_at"),
+    )
+
 
 class Submission(db.Model):
     """A submitted request: normalised answers, attribution, and its sync state toward HCP."""
@@ -194,6 +199,10 @@ class Submission(db.Model):
     __table_args__ = (
         Index("ix_submission_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_submission_form_created", "form_id", "created_at"),
+        # Covering indexes for the admin dashboard (migration 0004).
+        Index("ix_submission_created_outcome", "created_at", "status", "customer_matched_by"),
+        Index("ix_submission_form_status", "form_id", "status"),
+        Index("ix_submission_draft_job", "draft_id", "hcp_job_id"),
     )
 
     @property
@@ -231,7 +240,11 @@ class HcpCall(db.Model):
     message: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
-    __table_args__ = (Index("ix_hcp_call_submission_id", "submission_id", "id"),)
+    __table_args__ = (
+        Index("ix_hcp_call_submission_id", "submission_id", "id"),
+        # Covering index for the admin's latency and error figures (migration 0004).
+        Index("ix_hcp_call_created_duration", "created_at", "duration_ms", "ok"),
+    )
 
 
 class HcpConnection(db.Model):

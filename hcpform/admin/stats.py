@@ -254,33 +254,37 @@ def local_day_start(day: date, tz_name: str) -> datetime:
 
 
 def search_clause(text: str) -> Any:
-    """Return the WHERE clause for a search by reference, name, phone or email."""
+    """Return the WHERE clause for a search by reference, phone, email or name.
+
+    A reference or a phone number (normalised to E.164 when what was typed parses as one) is
+    looked up by its index; an email by its index, or by a substring when only part of it was
+    typed; anything else matches first and last names by substring.
+    """
     text = text.strip()
-    clauses = []
     if REFERENCE_RE.match(text.upper()):
-        clauses.append(Submission.reference == text.upper())
-    try:
-        clauses.append(Submission.phone == validation.parse_phone(text))
-    except validation.Invalid:
-        pass
+        return Submission.reference == text.upper()
+    if not re.search(r"[A-Za-z@]", text):
+        try:
+            return Submission.phone == validation.parse_phone(text)
+        except validation.Invalid:
+            digits = re.sub(r"\D", "", text)
+            return Submission.phone.contains(digits) if digits else Submission.id.is_(None)
     if "@" in text:
-        clauses.append(Submission.email.icontains(text, autoescape=True))
-    words = text.split()
-    if words and len(words) <= 4 and "@" not in text:
-        clauses.append(
-            and_(
-                *[
-                    or_(
-                        Submission.first_name.icontains(w, autoescape=True),
-                        Submission.last_name.icontains(w, autoescape=True),
-                    )
-                    for w in words
-                ]
+        try:
+            email = validation.parse_email(text)
+        except validation.Invalid:
+            return Submission.email.icontains(text, autoescape=True)
+        return Submission.email.in_({email, email.lower(), text})
+    words = text.split()[:4]
+    return and_(
+        *[
+            or_(
+                Submission.first_name.icontains(w, autoescape=True),
+                Submission.last_name.icontains(w, autoescape=True),
             )
-        )
-    if not clauses:
-        return Submission.id.is_(None)  # nothing can match
-    return or_(*clauses)
+            for w in words
+        ]
+    )
 
 
 def submissions_query(filters: dict[str, Any], tz_name: str) -> Select:

@@ -23,6 +23,12 @@ def allow_framing_by(origins: list[str]) -> None:
     """Let this response be framed by these origins only (`'self'` when the list is empty)."""
     good = [o for o in origins if valid_origin(o)]  # re-checked: a bad row can't widen it
     g.frame_ancestors = " ".join(good) if good else "'self'"
+    g.parent_origins = good or [request.host_url.rstrip("/")]
+
+
+def parent_origins() -> list[str]:
+    """Return the origins that may frame this page, to which it may post messages (or none)."""
+    return list(g.get("parent_origins") or [])
 
 
 def init_app(app: Flask) -> None:
@@ -30,6 +36,7 @@ def init_app(app: Flask) -> None:
     hops = int(app.config.get("TRUSTED_PROXIES") or 0)
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    app.jinja_env.globals["parent_origins"] = parent_origins  # embed pages post only to these
 
     @app.after_request
     def security_headers(response: Response) -> Response:

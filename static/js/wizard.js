@@ -1,9 +1,23 @@
-/* hcpform wizard enhancements. Nothing needs this file: it formats phones, counts characters,
-   focuses the error summary, guards double submits and, inside an iframe, reports its height. */
+/* hcpform wizard enhancements. Nothing needs this file: it focuses the error summary (and makes
+   its links focus the field, showing its label), counts characters, formats phone numbers and
+   guards double submits. Embed pages also load frame.js, which talks to the parent page. */
 (function () {
   "use strict";
   var summary = document.querySelector("[data-error-summary]");
-  if (summary) { summary.focus(); }
+  if (summary) {
+    summary.focus();
+    summary.addEventListener("click", function (event) {
+      var link = event.target.closest ? event.target.closest("a[href^='#']") : null;
+      var input = link && document.getElementById(link.getAttribute("href").slice(1));
+      if (!input || input.id === "main") { return; }
+      var fieldset = input.closest("fieldset");
+      var caption = (fieldset && fieldset.querySelector("legend")) ||
+                    document.querySelector("label[for='" + input.id + "']") || input;
+      event.preventDefault();
+      caption.scrollIntoView();
+      input.focus({ preventScroll: true });
+    });
+  }
 
   Array.prototype.forEach.call(document.querySelectorAll("textarea[data-maxlength]"), function (area) {
     var max = parseInt(area.getAttribute("data-maxlength"), 10);
@@ -15,8 +29,9 @@
                                       : "You have " + (-left).toLocaleString() + " characters too many";
       counter.classList.toggle("error-message", left < 0);
     }
-    area.addEventListener("input", update);
-    update();
+    var timer = null;  // the counter is a live region: update it when typing pauses
+    area.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(update, 400); });
+    if (area.value) { update(); }
   });
 
   Array.prototype.forEach.call(document.querySelectorAll("input[data-phone]"), function (input) {

@@ -100,9 +100,13 @@ def enqueue_sweep(app: Flask | None = None, *, delay: float | None = None) -> bo
     try:
         if not conn.set(f"hcpform:sweep:{bucket}", 1, nx=True, ex=interval * 4):
             return False
-        get_queue(app).enqueue_in(
-            timedelta(seconds=delay), sweep_job, result_ttl=0, description="sweep"
-        )
+        if delay <= 0:  # now: straight onto the queue, not through RQ's scheduler, whose
+            # lock a killed worker keeps for 61 s (its scheduler then moves nothing)
+            get_queue(app).enqueue(sweep_job, result_ttl=0, description="sweep")
+        else:
+            get_queue(app).enqueue_in(
+                timedelta(seconds=delay), sweep_job, result_ttl=0, description="sweep"
+            )
     except (redis.RedisError, OSError) as exc:
         logger.warning("Could not schedule the sweep: %s", exc)
         return False

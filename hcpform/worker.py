@@ -30,6 +30,13 @@ class SyncWorker(Worker):
         super().run_maintenance_tasks()
         enqueue_sweep(self.app, delay=0)
 
+    @property
+    def dequeue_timeout(self) -> int:
+        # RQ blocks an idle worker for worker_ttl - 15 s (405 s) between maintenance passes:
+        # after a crash, the sweep and the takeover of a dead worker's scheduler waited that
+        # long (tests/test_outages.py measures the recovery).
+        return max(1, int(self.maintenance_interval))
+
 
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Drain the queue, then exit.")

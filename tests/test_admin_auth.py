@@ -22,11 +22,14 @@ def audit_actions(app: Any) -> list[str]:
 
 def test_create_admin_command_hashes_with_scrypt_and_prompts_when_no_password(app):
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["create-admin", "Boss@Example.com", "--password", "a long passphrase"])
+    result = runner.invoke(
+        args=["create-admin", "Boss@Example.com", "--password", "a long passphrase"]
+    )
     assert result.exit_code == 0, result.output
     assert "a long passphrase" not in result.output
     result = runner.invoke(
-        args=["create-admin", "second@example.com"], input="another passphrase\nanother passphrase\n"
+        args=["create-admin", "second@example.com"],
+        input="another passphrase\nanother passphrase\n",
     )
     assert result.exit_code == 0, result.output
     with app.app_context():
@@ -37,7 +40,9 @@ def test_create_admin_command_hashes_with_scrypt_and_prompts_when_no_password(ap
 
 
 def test_create_admin_refuses_a_short_password(app):
-    result = app.test_cli_runner().invoke(args=["create-admin", "a@example.com", "--password", "short"])
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "a@example.com", "--password", "short"]
+    )
     assert result.exit_code != 0
     assert "12 to 256 characters" in result.output
 
@@ -51,7 +56,11 @@ def test_login_through_the_real_form_with_csrf_starts_a_new_session(app, client)
     page = text(client.get("/admin/login"))
     response = client.post(
         "/admin/login",
-        data={"csrf_token": csrf_of(page), "email": ADMIN_EMAIL.upper(), "password": ADMIN_PASSWORD},
+        data={
+            "csrf_token": csrf_of(page),
+            "email": ADMIN_EMAIL.upper(),
+            "password": ADMIN_PASSWORD,
+        },
     )
     assert response.status_code == 303, text(response)
     assert response.headers["Location"] == "/admin/"

@@ -97,7 +97,9 @@ def test_funnel_counts_each_step_and_the_drop_off(app_ctx, db_backend):
     form = db.session.scalar(select(Form).where(Form.slug == "service-request"))
     db.session.add(FunnelCount(form_id=form.id, day=utcnow().date(), event="start", count=20))
     db.session.add(
-        FunnelCount(form_id=form.id, day=utcnow().date() - timedelta(days=30), event="start", count=99)
+        FunnelCount(
+            form_id=form.id, day=utcnow().date() - timedelta(days=30), event="start", count=99
+        )
     )
     furthest = [1] * 4 + [2] * 2 + [3] + [6] * 3  # 10 drafts
     drafts = [add_draft(form.id, furthest=f) for f in furthest]
@@ -127,7 +129,11 @@ def test_out_of_area_requests_by_zip(app_ctx, db_backend):
         OutOfAreaRequest(form_id=form_id, zip="94105", created_at=utcnow() - timedelta(days=9))
     )
     db.session.commit()
-    assert stats.out_of_area(utcnow() - timedelta(days=7)) == [("73301", 3), ("10001", 2), ("94105", 1)]
+    assert stats.out_of_area(utcnow() - timedelta(days=7)) == [
+        ("73301", 3),
+        ("10001", 2),
+        ("94105", 1),
+    ]
 
 
 def test_dashboard_page_shows_the_figures(app, admin_client):
@@ -136,7 +142,9 @@ def test_dashboard_page_shows_the_figures(app, admin_client):
         make_submission(status="synced", customer_matched_by="created")
         add_call(120)
         db.session.add(
-            OutOfAreaRequest(form_id=db.session.scalar(select(Form.id)), zip="73301", created_at=utcnow())
+            OutOfAreaRequest(
+                form_id=db.session.scalar(select(Form.id)), zip="73301", created_at=utcnow()
+            )
         )
         db.session.commit()
     page = text(admin_client.get("/admin/?days=30"))

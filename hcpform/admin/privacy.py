@@ -34,8 +34,8 @@ def _hcp_web() -> str:
     return current_app.config["HCP_WEB_URL"].rstrip("/")
 
 
-def _page(wt: PersonForm, **ctx: object) -> ResponseReturnValue:
-    status = 400 if wt.errors else 200
+def _page(wt: PersonForm, status: int | None = None, **ctx: object) -> ResponseReturnValue:
+    status = status or (400 if wt.errors else 200)
     return render_template("admin/privacy.html", wt=wt, hcp_web=_hcp_web(), **ctx), status
 
 
@@ -91,7 +91,7 @@ def privacy_erase() -> ResponseReturnValue:
                 found = people.find(people.identify(wt.who.data))
             except validation.Invalid:
                 found = None
-        return _page(PersonForm(formdata=None, who=wt.who.data), found=found, erase_form=wt)
+        return _page(PersonForm(formdata=None, who=wt.who.data), 400, found=found, erase_form=wt)
     found = people.find(person)
     hcp_customers = sorted({s.hcp_customer_id for s in found.submissions if s.hcp_customer_id})
     counts = people.erase(found, now=utcnow())

@@ -357,3 +357,27 @@ def test_logo_shows_on_the_hosted_page_only(client, app):
     assert 'class="business-name">Your Home Services<' in hosted  # the name is the text
     embed = client.get(f"/embed/{SLUG}/").get_data(as_text=True)
     assert "logo.png" not in embed  # inside the iframe the business's own page shows its logo
+
+
+def test_phone_keyboards_and_autofill_on_the_contact_step(client):
+    wizard = Wizard(client, base=f"/embed/{SLUG}")
+    wizard.open()
+    answers = person()
+    for step in ("location", "service", "description"):
+        wizard.post(answers[step])
+    tags = {
+        name: re.search(rf'<input[^>]*\sname="{name}"[^>]*>', wizard.page, re.S).group(0)
+        for name in ("customer_phone", "customer_email", "zip", "customer_fname", "street")
+    }
+    assert all(
+        a in tags["customer_phone"] for a in ('type="tel"', 'inputmode="tel"', 'autocomplete="tel"')
+    )
+    assert all(a in tags["zip"] for a in ('inputmode="numeric"', 'autocomplete="postal-code"'))
+    assert (
+        'type="email"' in tags["customer_email"]
+        and 'autocomplete="email"' in tags["customer_email"]
+    )
+    assert 'autocomplete="given-name"' in tags["customer_fname"]
+    assert 'autocomplete="address-line1"' in tags["street"]
+    for name in tags:  # and every input has its label
+        assert f'<label class="label" for="{name}">' in wizard.page

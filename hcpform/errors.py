@@ -72,6 +72,7 @@ def render_error(code: int, message: str | None = None):  # noqa: ANN201
         business_name=name,
         phone=phone,
         phone_display=display,
+        base="embed/base.html" if request.blueprint == "embed" else "base.html",
     )
     return html, code
 

@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 ENCRYPTION_KEY = Fernet.generate_key().decode()
-PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/hcpform_test"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
 def free_port() -> int:
@@ -110,24 +110,31 @@ def sandbox(hcp_sandbox: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """Return a PostgreSQL URL for tests (created if missing), or skip saying why."""
-    url = os.environ.get("TEST_DATABASE_URL", PG_DEFAULT)
+def postgres_url() -> Iterator[str]:
+    """Return a PostgreSQL database for this test run, or skip saying why.
+
+    TEST_DATABASE_URL is used as given; otherwise a database of this run's own is made on the
+    local server (so two runs at once don't share one) and dropped at the end.
+    """
     import psycopg
 
+    given = os.environ.get("TEST_DATABASE_URL")
+    url = given or f"{PG_SERVER}/hcpform_test_{os.getpid()}"
+    server, name = url.rsplit("/", 1)
     try:
-        with psycopg.connect(url, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
+        with psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=3) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
-        if "does not exist" not in str(exc):
-            pytest.skip(
-                f"PostgreSQL not reachable at {url.split('@')[-1]} ({exc.__class__.__name__}); "
-                "set TEST_DATABASE_URL to run the PostgreSQL tests"
-            )
-        admin_url = url.rsplit("/", 1)[0] + "/postgres"
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
-    return url
+        pytest.skip(
+            f"PostgreSQL not reachable at {server.split('@')[-1]} ({exc.__class__.__name__}); "
+            "set TEST_DATABASE_URL to run the PostgreSQL tests"
+        )
+    yield url
+    if not given:
+        with psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -62,6 +62,8 @@ def choices_for(field: dict[str, Any], form: Form) -> list[tuple[str, str]]:
 
 
 def _required_message(field: dict[str, Any]) -> str:
+    if field.get("required_message"):
+        return str(field["required_message"])
     label = field["label"].replace(" (optional)", "")
     if label and not label[:2].isupper():  # "ZIP code" keeps its capitals
         label = label[0].lower() + label[1:]

@@ -123,7 +123,8 @@ def postgres_url() -> Iterator[str]:
     server, name = url.rsplit("/", 1)
     try:
         with psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=3) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            query = "SELECT 1 FROM pg_database WHERE datname = %s"
+            exists = conn.execute(query, (name,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:

@@ -284,7 +284,7 @@ def test_bulk_retry_of_all_failed_and_of_ticked_ones(app, admin_client):
         synced = make_submission(status="synced").id
         db.session.commit()
     page = text(admin_client.get("/admin/submissions"))
-    assert "Retry all 3 failed" in page
+    assert "Retry all failed (3)" in page
     admin_client.post("/admin/submissions/retry", data={"all_failed": "1"})
     assert sorted(queued_ids(app)) == sorted(failed)
     admin_client.post("/admin/submissions/retry", data={"ids": [str(waiting), str(synced)]})

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, func, or_, select
 
-from .. import formdefs, validation
+from .. import validation
 from ..extensions import db
 from ..models import (
     Draft,
@@ -367,25 +367,31 @@ def timeline(submission_id: int, limit: int = 500) -> list[Event]:
     return events
 
 
-def answer_rows(sub: Submission) -> list[tuple[str, str, str]]:
-    """Return (step, question, answer) for every answer, labels resolved from the form."""
+def answer_groups(sub: Submission) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Return every answer as (step title, [(question, answer)]), labels resolved from the form."""
     from ..wizard.forms import choices_for
 
     answers = dict(sub.answers or {})
-    rows = []
-    for step, fdef in formdefs.iter_fields(sub.form.definition):
-        if fdef["name"] not in answers:
-            continue
-        value = answers.get(fdef["name"])
-        if fdef.get("options"):
-            value = dict(choices_for(fdef, sub.form)).get(str(value), value)
-        rows.append(
-            (step.get("title", step["slug"]), fdef.get("label", fdef["name"]), _text(value))
-        )
-    known = {f["name"] for _, f in formdefs.iter_fields(sub.form.definition)}
-    for name in sorted(set(answers) - known):
-        rows.append(("Other", name, _text(answers[name])))
-    return rows
+    groups: list[tuple[str, list[tuple[str, str]]]] = []
+    known = set()
+    for step in sub.form.definition.get("steps", []):
+        rows = []
+        for fdef in step.get("fields", []):
+            known.add(fdef["name"])
+            if fdef["name"] not in answers:
+                continue
+            value = answers[fdef["name"]]
+            if fdef.get("options"):
+                value = dict(choices_for(fdef, sub.form)).get(str(value), value)
+            elif fdef.get("type") == "tel" and value:
+                value = validation.format_phone(str(value))
+            rows.append((fdef.get("label") or fdef["name"], _text(value)))
+        if rows:
+            groups.append((step.get("title") or step["slug"], rows))
+    others = [(name, _text(answers[name])) for name in sorted(set(answers) - known)]
+    if others:
+        groups.append(("Other answers", others))
+    return groups
 
 
 def _text(value: Any) -> str:

@@ -87,6 +87,7 @@ def submissions() -> ResponseReturnValue:
         page_url=_page_url,
         failed=failed,
         filtered=bool(filters),
+        open_filters=bool(set(filters) - {"q"}),
         export_url=url_for("admin.submissions_csv", **export_args),
         selected_form=SelectedForm(),
     )
@@ -131,7 +132,7 @@ def submission(sub_id: int) -> ResponseReturnValue:
     return render_template(
         "admin/submission.html",
         sub=sub,
-        answers=stats.answer_rows(sub),
+        answers=stats.answer_groups(sub),
         events=stats.timeline(sub.id),
         manual_form=ManualForm(),
         hcp_web=current_app.config["HCP_WEB_URL"].rstrip("/"),

@@ -7,15 +7,20 @@ connection, worker killed) is looked for before it is sent again, so nothing is 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import random
 import secrets
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
+from redis.exceptions import LockError
 from sqlalchemy import and_, or_, select, update
 
 from . import formdefs
@@ -23,6 +28,7 @@ from .extensions import db
 from .hcp import payloads
 from .hcp.client import HcpError, HousecallProClient
 from .hcp.connection import connection_row, key_source, make_client, mark_disconnected
+from .hcp.errors import HcpTransientError
 from .models import Form, HcpConnection, Status, Submission, SyncAttempt
 from .timeutil import utcnow
 
@@ -114,9 +120,46 @@ def run_steps(client: HousecallProClient, sub: Submission, conn: HcpConnection) 
         raise SyncFailed(formdefs.missing_mappings_message(missing))
     job_type_id = resolve_job_type(client, sub.form, sub, conn)
     lead_source = resolve_lead_source(client, sub, conn)
-    found = ensure_customer(client, sub, conn, lead_source)
-    ensure_address(client, sub, found)
+    with person_lock(sub):
+        found = ensure_customer(client, sub, conn, lead_source)
+        ensure_address(client, sub, found)
     ensure_job(client, sub, conn, job_type_id, lead_source)
+
+
+@contextmanager
+def person_lock(sub: Submission) -> Iterator[None]:
+    """Hold this person's lock (by phone and by email) while their customer and address are made.
+
+    Two submissions of one new person synced at the same moment by two workers would otherwise
+    both find no customer, and both create one. The Redis keys are HMACs: no phone or email.
+
+    Raises:
+        HcpTransientError: when another run holds it too long (the sync is retried later).
+    """
+    from .queue import get_redis
+    from .validation import phone_digits
+
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    values = {phone_digits(sub.phone), (sub.email or "").strip().lower()} - {""}
+    names = sorted(
+        "hcpform:person-lock:" + hmac.new(secret, v.encode(), hashlib.sha256).hexdigest()[:32]
+        for v in values
+    )  # always in the same order: two runs never wait for each other in a circle
+    lease = float(current_app.config["SYNC_LEASE_SECONDS"])
+    held = []
+    try:
+        for name in names:
+            lock = get_redis().lock(name, timeout=lease, blocking_timeout=max(1.0, lease / 3))
+            if not lock.acquire():
+                raise HcpTransientError("another sync for the same person is running")
+            held.append(lock)
+        yield
+    finally:
+        for lock in reversed(held):
+            try:
+                lock.release()
+            except LockError:  # it expired meanwhile; nothing to give back
+                pass
 
 
 def _mark_sent(sub: Submission, step: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import statistics
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -181,3 +182,42 @@ def test_dashboard_never_loads_submission_rows(app, admin_client):
     row_reads = [s for s in statements if "submission.first_name" in s or "hcp_call.message" in s]
     assert row_reads == []
     assert Submission.__tablename__ == "submission"
+
+
+def test_dashboard_queries_are_answered_from_covering_indexes(app, admin_client):
+    """On SQLite each dashboard statement reads an index alone, never table rows (0004)."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        make_submission(status="synced", customer_matched_by="created")
+        add_call(100)
+        db.session.commit()
+        engine = db.engine
+        seen: list[tuple[str, Any]] = []
+
+        def remember(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+            if statement.lstrip().upper().startswith("SELECT"):
+                seen.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", remember)
+    try:
+        assert admin_client.get("/admin/?days=90").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    with app.app_context():
+        raw = db.engine.raw_connection()
+        try:
+            plans = {
+                statement: [
+                    row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, params)
+                ]
+                for statement, params in seen
+                if any(t in statement for t in ("FROM submission", "FROM draft", "FROM hcp_call"))
+            }
+        finally:
+            raw.close()
+    assert len(plans) >= 6
+    for statement, steps in plans.items():
+        for step in steps:
+            if step.startswith(("SCAN", "SEARCH")):
+                assert "COVERING INDEX" in step, (statement, steps)

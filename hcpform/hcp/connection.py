@@ -103,22 +103,30 @@ def mark_disconnected(conn: HcpConnection, message: str) -> None:
 
 
 def test_connection() -> tuple[bool, str]:
-    """Call GET /company with the key in force; store and return (connected, message)."""
+    """Call GET /company with the key in force; store and return (connected, message).
+
+    Only a refused key (401/403) opens the circuit ("disconnected"); HCP being slow or down
+    ("unreachable") leaves the sync retrying by itself.
+    """
     conn = connection_row()
-    client = make_client()
+    if key_source(conn) == "none":
+        return _checked(conn, "disconnected", "No API key: enter your HCP API key first.")
     try:
+        client = make_client()
         client.invalidate_cache()  # a connection test must ask HCP, not the cache
         company = client.company()
     except HcpError as exc:
-        conn.state = "disconnected"
-        conn.last_message = f"{exc.status or 'No answer'}: {exc.message}"[:500]
-        conn.last_checked_at = utcnow()
-        db.session.commit()
-        return False, conn.last_message
-    conn.state = "connected"
+        state = "disconnected" if exc.kind == "auth" else "unreachable"
+        return _checked(conn, state, f"{exc.status or 'No answer'}: {exc.message}")
     conn.company_name = (company.get("name") or "")[:200]
     conn.time_zone = (company.get("time_zone") or "")[:64]
-    conn.last_message = f"Connected to {conn.company_name or 'Housecall Pro'}"
+    return _checked(conn, "connected", f"Connected to {conn.company_name or 'Housecall Pro'}")
+
+
+def _checked(conn: HcpConnection, state: str, message: str) -> tuple[bool, str]:
+    """Store the outcome of a connection test."""
+    conn.state = state
+    conn.last_message = message[:500]
     conn.last_checked_at = utcnow()
     db.session.commit()
-    return True, conn.last_message
+    return state == "connected", conn.last_message

@@ -126,3 +126,68 @@ def test_spam_and_real_confirmation_pages_are_alike(client, app):
     assert submission(app, ref_quick).status == Status.QUARANTINED
     assert submission(app, ref_slow).status == Status.PENDING
     assert quick.page.replace(ref_quick, "REF") == slow.page.replace(ref_slow, "REF")
+
+
+# -- the office decides: release or delete ---------------------------------------------------
+
+
+def admin_client(app: Any) -> Any:
+    """A signed-in admin, and the CSRF token of its pages."""
+    import html as html_lib
+
+    from tests.helpers import TOKEN_RE
+    from tests.test_security import admin_login
+
+    client = app.test_client()
+    admin_login(app, client)
+    match = TOKEN_RE.search(client.get("/admin/submissions").get_data(as_text=True))
+    client.csrf = html_lib.unescape(match.group(1) or match.group(2))
+    return client
+
+
+def quarantined_submission(client: Any, app: Any) -> Submission:
+    wizard = Wizard(client)
+    wizard.complete(submit=False)
+    wizard.post({"fax_number": "http://spam.example"})
+    sub = submission(app, assert_looks_sent(wizard))
+    assert sub.status == Status.QUARANTINED
+    return sub
+
+
+def test_released_spam_suspect_is_sent_to_hcp_once(client, app, sandbox, start_worker):
+    sub = quarantined_submission(client, app)
+    admin = admin_client(app)
+    forged = admin.post(f"/admin/submissions/{sub.id}/release", data={"csrf_token": "forged"})
+    assert forged.status_code == 400 and submission(app, sub.reference).status == Status.QUARANTINED
+    response = admin.post(f"/admin/submissions/{sub.id}/release", data={"csrf_token": admin.csrf})
+    assert response.status_code in (302, 303)
+    assert submission(app, sub.reference).status == Status.PENDING and queued(app) == 1
+    again = admin.post(f"/admin/submissions/{sub.id}/release", data={"csrf_token": admin.csrf})
+    assert again.status_code in (302, 303) and queued(app) == 1  # refused: not quarantined now
+    assert start_worker("--burst").wait(timeout=60) == 0
+    assert submission(app, sub.reference).status == Status.SYNCED
+    counts = requests.get(f"{sandbox.url}/_sandbox/state", timeout=5).json()["counts"]
+    assert (counts["customers"], counts["jobs"]) == (1, 1)
+
+
+def test_deleted_spam_is_gone_with_its_draft(client, app, sandbox):
+    sub = quarantined_submission(client, app)
+    admin = admin_client(app)
+    response = admin.post(f"/admin/submissions/{sub.id}/delete", data={"csrf_token": admin.csrf})
+    assert response.status_code == 303
+    with app.app_context():
+        assert db.session.get(Submission, sub.id) is None
+        assert db.session.get(Draft, sub.draft_id) is None
+    assert queued(app) == 0 and hcp_writes(sandbox) == []
+    # Only spam suspects can be deleted this way: a real request stays.
+    wizard = Wizard(app.test_client())
+    wizard.complete(submit=False)
+    with app.app_context():
+        draft = db.session.scalar(select(Draft).where(Draft.token == wizard.token))
+        draft.started_at = draft.started_at - timedelta(minutes=1)
+        db.session.commit()
+    wizard.post({})
+    real = submission(app, reference_in(wizard.page))
+    refused = admin.post(f"/admin/submissions/{real.id}/delete", data={"csrf_token": admin.csrf})
+    assert refused.status_code in (302, 303)
+    assert submission(app, real.reference).status == Status.PENDING

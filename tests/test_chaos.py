@@ -104,6 +104,7 @@ def test_chaos_every_submission_synced_exactly_once(app, sandbox, start_worker, 
             "rate_limit_rate": 0.05,
             "commit_then_fail_rate": 0.02,
             "retry_after": "1",
+            "latency_ms": 20,  # HCP is never instant: widens every race window a little
             "seed": SEED,
         },
         timeout=5,

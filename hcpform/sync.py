@@ -14,13 +14,14 @@ import os
 import random
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from redis.exceptions import LockError
+from redis.exceptions import WatchError
 from sqlalchemy import and_, or_, select, update
 
 from . import formdefs
@@ -146,20 +147,28 @@ def person_lock(sub: Submission) -> Iterator[None]:
         for v in values
     )  # always in the same order: two runs never wait for each other in a circle
     lease = float(current_app.config["SYNC_LEASE_SECONDS"])
-    held = []
+    conn, token, held = get_redis(), secrets.token_hex(8), []
     try:
         for name in names:
-            lock = get_redis().lock(name, timeout=lease, blocking_timeout=max(1.0, lease / 3))
-            if not lock.acquire():
-                raise HcpTransientError("another sync for the same person is running")
-            held.append(lock)
+            # SET NX PX and a WATCHed delete: no Lua, so the embedded fakeredis queue works too.
+            deadline = time.monotonic() + max(1.0, lease / 3)
+            while not conn.set(name, token, nx=True, px=int(lease * 1000)):
+                if time.monotonic() > deadline:
+                    raise HcpTransientError("another sync for the same person is running")
+                time.sleep(0.05)
+            held.append(name)
         yield
     finally:
-        for lock in reversed(held):
-            try:
-                lock.release()
-            except LockError:  # it expired meanwhile; nothing to give back
-                pass
+        for name in reversed(held):
+            with conn.pipeline() as pipe:
+                try:
+                    pipe.watch(name)
+                    if pipe.get(name) == token.encode():  # still ours: it may have expired
+                        pipe.multi()
+                        pipe.delete(name)
+                        pipe.execute()
+                except WatchError:  # taken over after it expired; not ours to delete
+                    pass
 
 
 def _mark_sent(sub: Submission, step: str) -> None:

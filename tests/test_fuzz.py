@@ -314,9 +314,6 @@ def test_every_admin_form_survives_anything_posted(app, admin, sandbox, data):
         ), (url, page[:500])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="admin/privacy.py: erase without a valid person is a bare 400"
-)
 def test_erase_without_a_valid_person_says_why(admin):
     """A crafted POST (the page always sends a checked person) gets 400 and no message at all."""
     for who in ("", "not an email or phone"):

@@ -89,9 +89,11 @@ def privacy_erase() -> ResponseReturnValue:
         if not wt.who.errors:  # only the confirmation is missing: show the findings again
             try:
                 found = people.find(people.identify(wt.who.data))
-            except validation.Invalid:
-                found = None
-        return _page(PersonForm(formdata=None, who=wt.who.data), 400, found=found, erase_form=wt)
+            except validation.Invalid as exc:
+                wt.who.errors = [*wt.who.errors, str(exc)]
+        search = PersonForm(formdata=None, who=wt.who.data)
+        search.who.errors = list(wt.who.errors)  # say why beside the search box
+        return _page(search, 400, found=found, erase_form=wt)
     found = people.find(person)
     hcp_customers = sorted({s.hcp_customer_id for s in found.submissions if s.hcp_customer_id})
     counts = people.erase(found, now=utcnow())

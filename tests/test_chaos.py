@@ -24,9 +24,9 @@ from hcpform.validation import phone_digits
 from tests.factories import make_submission
 from tests.test_outages import kill_tree
 
-pytestmark = [pytest.mark.chaos, pytest.mark.slow]
-
 N = int(os.environ.get("HCPFORM_CHAOS_N", "50"))
+# pytest-timeout's 300 s is for ordinary tests; a large N gets the loop's own deadline and more.
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(max(300, int(N * 2) + 180))]
 SEED = int(os.environ.get("HCPFORM_CHAOS_SEED", "20261127"))
 WORKERS = 3
 LEASE = 5

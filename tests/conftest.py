@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -263,19 +264,46 @@ def start_worker(settings: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
     yield start
     for proc in procs:
         if proc.poll() is None:
-            kill_group(proc)
+            kill_tree(proc)
         proc.wait(timeout=10)
     log.close()
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL a worker and its work-horse at once (the whole process group)."""
-    import signal
+def kill_tree(proc: subprocess.Popen) -> int:
+    """SIGKILL a `flask worker`, its work-horse and its scheduler; return how many died.
 
+    Killing the worker's process group is not enough: RQ puts each work-horse in a group of its
+    own (os.setpgrp in fork_work_horse), so the horse would live on, finish its job and hide
+    what a real crash (machine loss, the OOM killer on the cgroup) does.
+    """
+    try:
+        os.kill(proc.pid, signal.SIGSTOP)  # no new horse is forked while we look
+    except ProcessLookupError:
+        return 0
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    doomed, stack = [], [proc.pid]
+    while stack:
+        pid = stack.pop()
+        doomed.append(pid)
+        stack.extend(children.get(pid, []))
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(doomed)
 
 
 @pytest.fixture(autouse=True)

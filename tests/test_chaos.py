@@ -21,8 +21,8 @@ from hcpform.extensions import db
 from hcpform.hcp.payloads import normalise_street
 from hcpform.models import HcpCall, Status, Submission, SyncAttempt
 from hcpform.validation import phone_digits
+from tests.conftest import kill_tree
 from tests.factories import make_submission
-from tests.test_outages import kill_tree
 
 N = int(os.environ.get("HCPFORM_CHAOS_N", "50"))
 # pytest-timeout's 300 s is for ordinary tests; a large N gets the loop's own deadline and more.

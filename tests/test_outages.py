@@ -5,9 +5,7 @@ Each test waits by polling with a deadline, and measures how long recovery took.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import socket
 import threading
 import time
@@ -20,44 +18,10 @@ from sqlalchemy import func, select
 
 from hcpform.extensions import db
 from hcpform.models import Draft, HcpCall, Status, Submission
-from tests.conftest import free_port, kill_group
+from tests.conftest import free_port, kill_tree
 from tests.helpers import Wizard, hidden_inputs, person, reference_in, token_of
 
 LEASE = 5
-
-
-def kill_tree(proc: Any) -> int:
-    """SIGKILL a `flask worker`, its work-horse and its scheduler; return how many died.
-
-    conftest's kill_group kills the worker's process group only, but RQ puts each work-horse
-    in a group of its own (os.setpgrp in fork_work_horse): the horse would live on, finish its
-    job and hide what a real crash (machine loss, OOM killer on the cgroup) does.
-    """
-    try:
-        os.kill(proc.pid, signal.SIGSTOP)  # no new horse is forked while we look
-    except ProcessLookupError:
-        return 0
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    doomed, stack = [], [proc.pid]
-    while stack:
-        pid = stack.pop()
-        doomed.append(pid)
-        stack.extend(children.get(pid, []))
-    kill_group(proc)
-    for pid in doomed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return len(doomed)
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.25) -> float:

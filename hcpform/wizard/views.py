@@ -12,9 +12,9 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from .. import formdefs, queue, submissions, validation
-from ..lookup import lookup_customer
 from ..extensions import db
 from ..limits import limit_submissions
+from ..lookup import lookup_customer
 from ..models import Draft, Form
 from ..security import allow_framing_by
 from ..timeutil import utcnow
@@ -312,7 +312,11 @@ def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
                 continue
             items.append({"label": field["label"].replace(" (optional)", ""), "value": value})
         rows.append(
-            {"title": step_def["title"], "url": step_url(form, step_def["slug"], draft), "items": items}
+            {
+                "title": step_def["title"],
+                "url": step_url(form, step_def["slug"], draft),
+                "items": items,
+            }
         )
     return rows
 
@@ -387,6 +391,10 @@ def brand_colours(colour: str) -> tuple[str, str]:
         c = int(hex2, 16) / 255
         return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
 
-    lum = 0.2126 * channel(colour[1:3]) + 0.7152 * channel(colour[3:5]) + 0.0722 * channel(colour[5:7])
+    lum = (
+        0.2126 * channel(colour[1:3])
+        + 0.7152 * channel(colour[3:5])
+        + 0.0722 * channel(colour[5:7])
+    )
     white_contrast = 1.05 / (lum + 0.05)
     return colour, "#ffffff" if white_contrast >= 4.5 else "#111111"

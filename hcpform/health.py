@@ -43,6 +43,7 @@ def healthz() -> ResponseReturnValue:
                 if conn.last_checked_at
                 else None,
             }
+            report["sync"] = backlog()
         except Exception as exc:
             db.session.rollback()
             report["hcp"] = {"state": "unknown", "error": exc.__class__.__name__}
@@ -51,3 +52,27 @@ def healthz() -> ResponseReturnValue:
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def backlog() -> dict[str, object]:
+    """Return what to alert on: submissions by waiting status and the oldest pending one's age."""
+    from sqlalchemy import func, select
+
+    from .models import Status, Submission
+    from .timeutil import utcnow
+
+    waiting = (Status.PENDING, Status.SYNCING, Status.WAITING, Status.FAILED)
+    rows = db.session.execute(
+        select(Submission.status, func.count(), func.min(Submission.created_at))
+        .where(Submission.status.in_(waiting))
+        .group_by(Submission.status)
+    ).all()
+    counts = {status: 0 for status in waiting}
+    oldest = None
+    for status, count, first in rows:
+        counts[status] = count
+        if status != Status.FAILED and first is not None:
+            first = first if first.tzinfo else first.replace(tzinfo=utcnow().tzinfo)
+            oldest = first if oldest is None else min(oldest, first)
+    age = round((utcnow() - oldest).total_seconds()) if oldest else 0
+    return {**{str(k): v for k, v in counts.items()}, "oldest_unsynced_seconds": age}

@@ -163,6 +163,9 @@ def test_healthz_reports_each_part(client):
     assert body["ok"] is True and body["database"]["ok"] is True
     assert body["queue"]["ok"] is True and body["queue"]["embedded"] is False
     assert body["hcp"]["key"] == "sandbox"
+    assert body["sync"] == {
+        "pending": 0, "syncing": 0, "waiting": 0, "failed": 0, "oldest_unsynced_seconds": 0,
+    }  # fmt: skip
 
 
 def test_healthz_is_503_when_the_database_is_unreachable(settings, tmp_path):
@@ -187,3 +190,18 @@ def test_a_running_worker_sweeps_by_itself(app, sandbox, start_worker):
     start_worker()
     wait_for(lambda: status_of(app, ref) == Status.SYNCED, timeout=45)
     assert jobs_in(sandbox) == 1
+
+
+def test_healthz_shows_the_backlog_to_alert_on(client, app):
+    from datetime import timedelta
+
+    from hcpform.timeutil import utcnow
+    from tests.factories import make_submission
+
+    with app.app_context():
+        make_submission(created_at=utcnow() - timedelta(minutes=5))
+        make_submission(status=Status.FAILED)
+        db.session.commit()
+    sync = client.get("/healthz").get_json()["sync"]
+    assert sync["pending"] == 1 and sync["failed"] == 1
+    assert 290 <= sync["oldest_unsynced_seconds"] <= 400

@@ -31,11 +31,21 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(delete_admin_command)
     app.cli.add_command(rotate_encryption_key_command)
-    try:
-        from .hcp.sandbox import sandbox_command
-    except ImportError:  # pragma: no cover - the sandbox ships with the package
-        return
     app.cli.add_command(sandbox_command)
+
+
+@click.command(
+    "hcp-sandbox",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,  # --help goes to the sandbox's own command with its options
+)
+@click.pass_context
+def sandbox_command(ctx: click.Context) -> None:
+    """Run the built-in HCP sandbox (--port, --latency-ms, fault rates…; see --help)."""
+    # Imported here, so that web and worker processes never load the sandbox's code.
+    from .hcp.sandbox import sandbox_command as command
+
+    command.main(args=ctx.args, prog_name="flask hcp-sandbox", standalone_mode=True)
 
 
 @click.command("init-db")

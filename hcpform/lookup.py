@@ -22,6 +22,7 @@ from .validation import phone_digits
 
 logger = logging.getLogger(__name__)
 CACHE_SECONDS = 600
+LIMITER_WAIT_SECONDS = 0.25
 
 
 def _cache_key(phone: str) -> str:
@@ -66,6 +67,10 @@ def lookup_customer(phone: str, *, ip: str) -> dict[str, Any]:
     timeout = float(current_app.config["HCP_LOOKUP_TIMEOUT"])
     try:
         client = make_client(timeout=(min(timeout, 2.0), timeout))
+        if client.rate_limiter is not None:
+            # The lookup shares the HCP rate limit with the workers, but a homeowner must
+            # never wait for it: a busy limiter means no hint, not a blocked web process.
+            client.rate_limiter.max_wait = LIMITER_WAIT_SECONDS
         found = client.search_customers(phone_digits(phone), page_size=25)
     except HcpError as exc:
         logger.info("🏠 Customer lookup result: unavailable (%s)", exc.status or "no answer")

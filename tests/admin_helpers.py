@@ -60,39 +60,8 @@ def text(response: Any) -> str:
 
 
 def make_submission(**overrides: Any) -> Any:
-    """Add and flush a valid submission of the default form (in an app context)."""
-    import secrets
+    """Add and flush a valid submission of the default form, with its step answers."""
+    from tests.factories import make_submission as make
 
-    from sqlalchemy import select
-
-    from hcpform.extensions import db
-    from hcpform.models import Form, Submission
-    from hcpform.timeutil import utcnow
-
-    form_id = overrides.pop("form_id", None) or db.session.scalar(
-        select(Form.id).where(Form.slug == "service-request")
-    )
-    values: dict[str, Any] = {
-        "reference": "HCP-"
-        + "".join(secrets.choice("23456789ABCDEFGHJKMNPQRSTVWXYZ") for _ in range(5)),
-        "form_id": form_id,
-        "status": "pending",
-        "created_at": utcnow(),
-        "first_name": "Jane",
-        "last_name": "Doe",
-        "phone": "+13125550142",
-        "email": "jane.doe@example.com",
-        "street": "1234 N Clark St",
-        "city": "Chicago",
-        "state": "IL",
-        "zip": "60614",
-        "service_type": "Drain cleaning",
-        "urgency": "soon",
-        "description": "Kitchen sink drains slowly.",
-        "answers": {"zip": "60614", "booking_type": "Drain cleaning", "urgency": "soon"},
-    }
-    values.update(overrides)
-    sub = Submission(**values)
-    db.session.add(sub)
-    db.session.flush()
-    return sub
+    answers = {"zip": "60614", "booking_type": "Drain cleaning", "urgency": "soon"}
+    return make(**{"answers": answers, **overrides})

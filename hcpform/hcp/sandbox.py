@@ -25,6 +25,7 @@ from flask import Flask, Response, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from ..formdefs import TEMPLATE_SERVICE_TYPES
 from . import spec
 
 DEFAULT_API_KEY = "sandbox-key"
@@ -40,16 +41,8 @@ DEFAULT_BOOKING_WINDOW_MINUTES = 30  # the definition: "Neither provided: Defaul
 _SEED_NAMESPACE = uuid.UUID("8f3c1d2e-5b7a-4c69-9e21-0d4f6a8b1c35")
 COMPANY_ID = str(uuid.uuid5(_SEED_NAMESPACE, "company"))
 
-# Names match the form template's service types exactly (hcpform/formdefs.py).
-JOB_TYPE_NAMES = (
-    "Plumbing repair",
-    "Drain cleaning",
-    "Water heater",
-    "HVAC repair",
-    "HVAC maintenance",
-    "Electrical",
-    "Other",
-)
+# The job types are the form template's service types, so a fresh setup maps by name.
+JOB_TYPE_NAMES = TEMPLATE_SERVICE_TYPES
 LEAD_SOURCE_NAMES = ("Website", "Google", "Facebook", "Referral", "hcpform")
 
 # Business hours for booking windows: Mon-Sat 8:00-17:00, closed on Sunday. The schedule

@@ -1,9 +1,8 @@
 import logging
 from logging.config import fileConfig
 
-from flask import current_app
-
 from alembic import context
+from flask import current_app
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -82,7 +81,8 @@ def run_migrations_offline():
 
 def include_object(obj, name, type_, reflected, compare_to):
     """Leave out of autogenerate the PostgreSQL-only trigram indexes of 0003 (not in models.py)."""
-    return not (type_ == "index" and reflected and compare_to is None and (name or "").endswith("_trgm"))
+    trigram = (name or "").endswith("_trgm")
+    return not (type_ == "index" and reflected and compare_to is None and trigram)
 
 
 def run_migrations_online():

@@ -149,7 +149,9 @@ def _embedded_loop(app: Flask) -> None:
                 registry = ScheduledJobRegistry(queue=queue)
                 for job_id in registry.get_jobs_to_schedule(int(time.time())):
                     registry.remove(job_id)
-                    queue.enqueue_job(queue.fetch_job(job_id))
+                    job = queue.fetch_job(job_id)
+                    if job is not None:  # its hash may have expired meanwhile
+                        queue.enqueue_job(job)
                 if time.time() - last_sweep >= app.config["SWEEP_INTERVAL_SECONDS"]:
                     last_sweep = time.time()
                     sweep()

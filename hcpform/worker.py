@@ -10,7 +10,7 @@ from flask.cli import with_appcontext
 from rq import Worker
 
 from .extensions import db
-from .queue import enqueue_sweep, ensure_embedded_worker, get_queue, get_redis, is_embedded
+from .queue import enqueue_sweep, get_queue, get_redis, is_embedded
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,3 @@ def worker_command(burst: bool, name: str | None) -> None:
         maintenance_interval=max(2, int(app.config["SWEEP_INTERVAL_SECONDS"])),
     )
     worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
-
-
-def start_embedded(app) -> None:  # noqa: ANN001
-    """Start the in-process worker thread (the embedded queue's stand-in for `flask worker`)."""
-    ensure_embedded_worker(app)

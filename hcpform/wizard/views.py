@@ -20,7 +20,14 @@ from ..security import allow_framing_by
 from ..timeutil import utcnow
 from . import bp, steps
 from .csrf import EXPIRED, check_token, cross_site_request, make_token
-from .forms import ATTRIBUTION_FIELDS, HONEYPOT, PREFILL_FIELDS, build_step_form, date_bounds
+from .forms import (
+    ATTRIBUTION_FIELDS,
+    HONEYPOT,
+    PREFILL_FIELDS,
+    build_step_form,
+    choices_for,
+    date_bounds,
+)
 
 logger = logging.getLogger(__name__)
 COOKIE = "hcpform_draft"
@@ -232,8 +239,6 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now) -> ResponseRet
 
 def _valid_prefill(form: Form, wtform) -> dict[str, str]:  # noqa: ANN001
     """Return the prefilled answers that are valid options of this form."""
-    from .forms import choices_for
-
     fields = {f["name"]: f for _, f in formdefs.iter_fields(form.definition)}
     prefill = {}
     for name in ("booking_type", "urgency"):
@@ -294,8 +299,6 @@ def submit(form: Form, draft: Draft, *, now) -> ResponseReturnValue:  # noqa: AN
 
 def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
     """Return each step's answers as label/value rows for the review page."""
-    from .forms import choices_for
-
     rows = []
     answers = draft.answers or {}
     for step_def in form.definition["steps"]:

@@ -174,7 +174,7 @@ _TEMPLATE_STEPS: list[dict[str, Any]] = [
             {"name": "booking_time", "label": "Preferred time window", "type": "radio",
              "required": True, "required_message": "Choose a time window",
              "hcp_key": "booking_time", "options": "time_windows"},
-            {"name": "terms", "label": "I accept the terms below", "type": "terms",
+            {"name": "terms", "label": "I accept these terms", "type": "terms",
              "required": True, "hcp_key": None},
         ],
     },

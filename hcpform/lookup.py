@@ -22,7 +22,7 @@ from .validation import phone_digits
 
 logger = logging.getLogger(__name__)
 CACHE_SECONDS = 600
-LIMITER_WAIT_SECONDS = 0.25
+LIMITER_WAIT_SECONDS = 0.0
 
 
 def _cache_key(phone: str) -> str:
@@ -68,8 +68,8 @@ def lookup_customer(phone: str, *, ip: str) -> dict[str, Any]:
     try:
         client = make_client(timeout=(min(timeout, 2.0), timeout))
         if client.rate_limiter is not None:
-            # The lookup shares the HCP rate limit with the workers, but a homeowner must
-            # never wait for it: a busy limiter means no hint, not a blocked web process.
+            # The lookup shares the HCP rate limit with the workers, but a homeowner never
+            # waits for it: no free slot now means no hint, not a blocked web process.
             client.rate_limiter.max_wait = LIMITER_WAIT_SECONDS
         found = client.search_customers(phone_digits(phone), page_size=25)
     except HcpError as exc:

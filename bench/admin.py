@@ -37,6 +37,7 @@ from bench.common import (  # noqa: E402
     sqlite_url,
     start_redis,
 )
+from hcpform.formdefs import TEMPLATE_SERVICE_TYPES  # noqa: E402
 
 GOAL_MS = 200.0
 FIRST = (
@@ -51,15 +52,7 @@ LAST = (
     "Harris Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres "
     "Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts"
 ).split()
-SERVICES = (
-    "Plumbing repair",
-    "Drain cleaning",
-    "Water heater",
-    "HVAC repair",
-    "HVAC maintenance",
-    "Electrical",
-    "Other",
-)
+SERVICES = TEMPLATE_SERVICE_TYPES
 STATUSES = (
     ["synced"] * 90
     + ["pending"] * 2

@@ -584,3 +584,14 @@ def sampling(pids_of: Any, interval: float = 0.05) -> Iterator[dict[int, dict[st
 
 def draft_of(url: str) -> str | None:
     return (parse_qs(urlparse(url).query).get("d") or [None])[0]
+
+
+def choose_db_url(kind: str, procs: Any) -> tuple[str, str | None]:
+    """Return (database URL, why PostgreSQL was skipped or None) for --db postgresql|sqlite."""
+    if kind == "postgresql":
+        db_url, why = postgres_url()
+        if db_url is not None:
+            return db_url, None
+        print(f"PostgreSQL skipped: {why}; using SQLite")
+        return sqlite_url(procs), why
+    return sqlite_url(procs), None

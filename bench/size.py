@@ -34,16 +34,15 @@ from bench.common import (  # noqa: E402
     Procs,
     app_env,
     children,
+    choose_db_url,
     flask_cmd,
     header,
     init_db,
     memory_kb,
     page_form,
     person,
-    postgres_url,
     sampling,
     save_results,
-    sqlite_url,
     start_gunicorn,
     start_redis,
     start_sandbox,
@@ -177,13 +176,7 @@ def main() -> int:
     info = header("Size and memory (bench/size.py)")
     out: dict[str, Any] = {"machine": info, "args": vars(args)}
     with Procs() as procs:
-        if args.db == "postgresql":
-            db_url, why = postgres_url()
-            if db_url is None:
-                print(f"PostgreSQL skipped: {why}; using SQLite")
-                db_url = sqlite_url(procs)
-        else:
-            db_url = sqlite_url(procs)
+        db_url, _why = choose_db_url(args.db, procs)
         redis_url = start_redis(procs)
         hcp_url = start_sandbox(procs)
         settings = {

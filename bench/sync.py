@@ -34,14 +34,13 @@ from bench.common import (  # noqa: E402
     ROOT,
     Procs,
     app_env,
+    choose_db_url,
     flask_cmd,
     header,
     init_db,
     percentile,
     phone_for,
-    postgres_url,
     save_results,
-    sqlite_url,
     start_redis,
     start_sandbox,
 )
@@ -458,14 +457,9 @@ def main() -> int:
     out: dict[str, Any] = {"machine": info, "args": vars(args)}
     run = str(int(time.time()) % 100000)
     with Procs() as procs:
-        if args.db == "postgresql":
-            db_url, why = postgres_url()
-            if db_url is None:
-                print(f"PostgreSQL skipped: {why}; using SQLite")
-                db_url = sqlite_url(procs)
-                out["db_fallback"] = why
-        else:
-            db_url = sqlite_url(procs)
+        db_url, why = choose_db_url(args.db, procs)
+        if why:
+            out["db_fallback"] = why
         redis_url = start_redis(procs)
         hcp_url = start_sandbox(procs, latency_ms=args.latency_ms)
         settings = {

@@ -53,11 +53,14 @@ def start_draft(
     prefill: dict[str, str],
 ) -> Draft:
     """Add a new draft carrying the first page's attribution and allowed prefills."""
-    clean_attr = {
-        k: validation.clean_text(v, max_length=ATTRIBUTION_LIMIT)
-        for k, v in attribution.items()
-        if v and _printable(v)
-    }
+    clean_attr = {}
+    for key, value in attribution.items():
+        try:  # attribution is a nicety: a value we can't keep is dropped, not an error
+            text = validation.clean_text(value, max_length=ATTRIBUTION_LIMIT)
+        except validation.Invalid:
+            continue
+        if text:
+            clean_attr[key] = text
     draft = Draft(
         token=new_token(),
         form_id=form.id,
@@ -73,14 +76,6 @@ def start_draft(
     db.session.add(draft)
     db.session.flush()
     return draft
-
-
-def _printable(value: str) -> bool:
-    try:
-        validation.clean_text(value, max_length=ATTRIBUTION_LIMIT)
-    except validation.Invalid:
-        return False
-    return True
 
 
 def in_service_area(form: Form, zip_code: str) -> bool:
@@ -130,25 +125,22 @@ def record_out_of_area(form: Form, zip_code: str, email: str, *, now: datetime) 
 def count_event(form: Form, event: str, *, now: datetime) -> None:
     """Add one to today's counter of a funnel event (e.g. a first-page view)."""
     day = now.date()
-    result = db.session.execute(
-        update(FunnelCount)
-        .where(FunnelCount.form_id == form.id, FunnelCount.day == day, FunnelCount.event == event)
-        .values(count=FunnelCount.count + 1)
-    )
-    if result.rowcount == 0:
+
+    def bump() -> int:
+        return db.session.execute(
+            update(FunnelCount)
+            .where(
+                FunnelCount.form_id == form.id, FunnelCount.day == day, FunnelCount.event == event
+            )
+            .values(count=FunnelCount.count + 1)
+        ).rowcount
+
+    if bump() == 0:
         try:
             with db.session.begin_nested():
                 db.session.add(FunnelCount(form_id=form.id, day=day, event=event, count=1))
         except IntegrityError:  # another request created today's row first
-            db.session.execute(
-                update(FunnelCount)
-                .where(
-                    FunnelCount.form_id == form.id,
-                    FunnelCount.day == day,
-                    FunnelCount.event == event,
-                )
-                .values(count=FunnelCount.count + 1)
-            )
+            bump()
 
 
 def existing_submission(draft: Draft) -> Submission | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -152,3 +153,27 @@ def days(n: int) -> date:
     from datetime import datetime
 
     return datetime.now(ZoneInfo("America/Chicago")).date() + timedelta(days=n)
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> float:
+    """Poll until predicate() is truthy; return the seconds it took, or fail at the deadline."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise AssertionError(f"not true after {timeout} s: {predicate.__doc__ or predicate}")
+
+
+def set_form(app: Any, slug: str = "service-request", **values: Any) -> None:
+    """Change settings of a form and commit them (the wizard reads them on every request)."""
+    from sqlalchemy import select
+
+    from hcpform.extensions import db
+    from hcpform.models import Form
+
+    with app.app_context():
+        form = db.session.scalar(select(Form).where(Form.slug == slug))
+        for key, value in values.items():
+            setattr(form, key, value)
+        db.session.commit()

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from hcpform.extensions import db
-from hcpform.models import Form, Submission
-from tests.helpers import person
+from hcpform.models import Submission
+from tests.helpers import person, set_form
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -148,14 +148,6 @@ def host_site(live: str) -> Iterator[HostSite]:
     site = HostSite(live)
     yield site
     site.close()
-
-
-def set_form(app: Any, **values: Any) -> None:
-    with app.app_context():
-        form = db.session.scalar(select(Form).where(Form.slug == SLUG))
-        for key, value in values.items():
-            setattr(form, key, value)
-        db.session.commit()
 
 
 # --- page helpers ---------------------------------------------------------------------------

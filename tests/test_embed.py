@@ -12,20 +12,12 @@ import pytest
 from sqlalchemy import select
 
 from hcpform.extensions import db
-from hcpform.models import Form, Submission
-from tests.helpers import Wizard, person, reference_in
+from hcpform.models import Submission
+from tests.helpers import Wizard, person, reference_in, set_form
 
 SLUG = "service-request"
 PAGE_BUDGET = 40 * 1024  # HTML + CSS + JS of one page, uncompressed
 OWN = "http://localhost"  # the test client's origin
-
-
-def set_form(app: Any, **values: Any) -> None:
-    with app.app_context():
-        form = db.session.scalar(select(Form).where(Form.slug == SLUG))
-        for key, value in values.items():
-            setattr(form, key, value)
-        db.session.commit()
 
 
 def frame_ancestors(response: Any) -> str:

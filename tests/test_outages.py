@@ -19,19 +19,9 @@ from sqlalchemy import func, select
 from hcpform.extensions import db
 from hcpform.models import Draft, HcpCall, Status, Submission
 from tests.conftest import free_port, kill_tree
-from tests.helpers import Wizard, hidden_inputs, person, reference_in, token_of
+from tests.helpers import Wizard, hidden_inputs, person, reference_in, token_of, wait_for
 
 LEASE = 5
-
-
-def wait_for(predicate: Any, timeout: float, interval: float = 0.25) -> float:
-    """Poll until predicate() is truthy; return the seconds it took, or fail at the deadline."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(interval)
-    raise AssertionError(f"not true after {timeout} s: {predicate.__doc__ or predicate}")
 
 
 def statuses(app: Any) -> dict[str, int]:

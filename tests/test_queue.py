@@ -15,18 +15,7 @@ from sqlalchemy import select
 from hcpform.extensions import db
 from hcpform.models import Status, Submission
 from tests.conftest import free_port, kill_tree, worker_env
-from tests.helpers import Wizard, reference_in
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
-    """Poll until predicate() is truthy; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+from tests.helpers import Wizard, reference_in, wait_for
 
 
 def status_of(app: Any, reference: str) -> str:

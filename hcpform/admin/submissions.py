@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import (
@@ -146,69 +146,78 @@ def _back(sub_id: int) -> ResponseReturnValue:
     return redirect(url_for("admin.submission", sub_id=sub_id), code=303)
 
 
-@bp.post("/submissions/<int:sub_id>/retry")
-def retry(sub_id: int) -> ResponseReturnValue:
-    """Send one submission to the queue again now."""
+def _act(
+    sub_id: int,
+    do: Callable[[Submission], None],
+    *,
+    audit: str,
+    done: str,
+    detail: str = "",
+    then: str | None = None,
+) -> ResponseReturnValue:
+    """Run one action on a submission: refuse it with the reason, or audit, commit and say so."""
     sub = db.get_or_404(Submission, sub_id)
+    reference = sub.reference  # still readable after a delete
     try:
-        actions.retry(sub, now=utcnow())
+        do(sub)
     except actions.ActionRefused as exc:
         flash(str(exc), "error")
         return _back(sub_id)
-    record("retry", target=sub.reference)
+    record(audit, target=reference, detail=detail)
     db.session.commit()
-    flash(f"{sub.reference} is queued and will be sent to Housecall Pro in a moment.", "success")
-    return _back(sub_id)
+    flash(done.format(ref=reference), "success")
+    return redirect(then, code=303) if then else _back(sub_id)
+
+
+@bp.post("/submissions/<int:sub_id>/retry")
+def retry(sub_id: int) -> ResponseReturnValue:
+    """Send one submission to the queue again now."""
+    return _act(
+        sub_id,
+        lambda sub: actions.retry(sub, now=utcnow()),
+        audit="retry",
+        done="{ref} is queued and will be sent to Housecall Pro in a moment.",
+    )
 
 
 @bp.post("/submissions/<int:sub_id>/manual")
 def mark_manual(sub_id: int) -> ResponseReturnValue:
     """Mark one submission as handled by hand in HCP, with a note."""
-    sub = db.get_or_404(Submission, sub_id)
+    db.get_or_404(Submission, sub_id)  # an unknown id is a 404 before the note is checked
     form = ManualForm()
     if not form.validate_on_submit():
         flash(" ".join(form.note.errors) or "Write a short note.", "error")
         return _back(sub_id)
-    try:
-        actions.mark_manual(sub, form.note.data.strip(), now=utcnow())
-    except actions.ActionRefused as exc:
-        flash(str(exc), "error")
-        return _back(sub_id)
-    record("manual", target=sub.reference)
-    db.session.commit()
-    flash(f"{sub.reference} is marked as handled manually; the sync leaves it alone.", "success")
-    return _back(sub_id)
+    return _act(
+        sub_id,
+        lambda sub: actions.mark_manual(sub, form.note.data.strip(), now=utcnow()),
+        audit="manual",
+        done="{ref} is marked as handled manually; the sync leaves it alone.",
+    )
 
 
 @bp.post("/submissions/<int:sub_id>/release")
 def release(sub_id: int) -> ResponseReturnValue:
     """Send a quarantined submission to HCP after all."""
-    sub = db.get_or_404(Submission, sub_id)
-    try:
-        actions.release(sub, now=utcnow())
-    except actions.ActionRefused as exc:
-        flash(str(exc), "error")
-        return _back(sub_id)
-    record("release", target=sub.reference)
-    db.session.commit()
-    flash(f"{sub.reference} is released and queued for Housecall Pro.", "success")
-    return _back(sub_id)
+    return _act(
+        sub_id,
+        lambda sub: actions.release(sub, now=utcnow()),
+        audit="release",
+        done="{ref} is released and queued for Housecall Pro.",
+    )
 
 
 @bp.post("/submissions/<int:sub_id>/delete")
 def delete(sub_id: int) -> ResponseReturnValue:
     """Delete a quarantined submission (spam)."""
-    sub = db.get_or_404(Submission, sub_id)
-    reference = sub.reference
-    try:
-        actions.delete_quarantined(sub)
-    except actions.ActionRefused as exc:
-        flash(str(exc), "error")
-        return _back(sub_id)
-    record("delete", target=reference, detail="quarantined submission deleted")
-    db.session.commit()
-    flash(f"{reference} is deleted.", "success")
-    return redirect(url_for("admin.submissions", status=Status.QUARANTINED), code=303)
+    return _act(
+        sub_id,
+        actions.delete_quarantined,
+        audit="delete",
+        detail="quarantined submission deleted",
+        done="{ref} is deleted.",
+        then=url_for("admin.submissions", status=Status.QUARANTINED),
+    )
 
 
 @bp.post("/submissions/retry")

@@ -42,6 +42,13 @@ def check_token(token: str, form_slug: str, draft_token: str | None) -> bool:
     )
 
 
+def posted_token_ok(form_slug: str, draft_token: str | None) -> bool:
+    """Return True when this POST came from our own page for this form and draft."""
+    return not cross_site_request() and check_token(
+        request.form.get("csrf_token", ""), form_slug, draft_token
+    )
+
+
 def cross_site_request() -> bool:
     """Return True when the browser says this request came from another site."""
     if request.headers.get("Sec-Fetch-Site") == "cross-site":

@@ -6,7 +6,16 @@ import logging
 import re
 from typing import Any
 
-from flask import abort, current_app, make_response, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -19,7 +28,7 @@ from ..models import Draft, Form
 from ..security import allow_framing_by
 from ..timeutil import utcnow
 from . import bp, steps
-from .csrf import EXPIRED, check_token, cross_site_request, make_token
+from .csrf import EXPIRED, make_token, posted_token_ok
 from .forms import (
     ATTRIBUTION_FIELDS,
     HONEYPOT,
@@ -38,13 +47,21 @@ def frame_policy() -> None:
     """Let the iframe variant be framed by the form's allowed domains only."""
     if is_embed():
         slug = (request.view_args or {}).get("slug")
-        form = db.session.scalar(select(Form).where(Form.slug == slug)) if slug else None
+        form = find_form(slug) if slug else None
         allow_framing_by(form.allowed_domains if form else [])
+
+
+def find_form(slug: str) -> Form | None:
+    """Return the form with this slug, read once per request."""
+    if g.get("wizard_form_slug") != slug:
+        g.wizard_form = db.session.scalar(select(Form).where(Form.slug == slug))
+        g.wizard_form_slug = slug
+    return g.wizard_form
 
 
 def load_form(slug: str) -> Form:
     """Return the published form with this slug, or 404."""
-    form = db.session.scalar(select(Form).where(Form.slug == slug))
+    form = find_form(slug)
     if form is None or not form.published:
         abort(404)
     return form
@@ -263,9 +280,7 @@ def review(slug: str) -> ResponseReturnValue:
         return redirect(step_url(form, steps.first_incomplete(slugs, draft.completed_steps), draft))
     error = None
     if request.method == "POST":
-        if cross_site_request() or not check_token(
-            request.form.get("csrf_token", ""), form.slug, draft.token
-        ):
+        if not posted_token_ok(form.slug, draft.token):
             error = EXPIRED
         else:
             return submit(form, draft, now=now)
@@ -346,9 +361,7 @@ def out_of_area(slug: str) -> ResponseReturnValue:
         return redirect(url_for(".start", slug=form.slug))
     error, saved = None, False
     if request.method == "POST":
-        if cross_site_request() or not check_token(
-            request.form.get("csrf_token", ""), form.slug, draft.token
-        ):
+        if not posted_token_ok(form.slug, draft.token):
             error = EXPIRED
         else:
             email = request.form.get("email", "")

@@ -251,10 +251,14 @@ def start_redis(procs: Procs) -> str:
 
 def start_sandbox(procs: Procs, *, latency_ms: int = 0) -> str:
     """Start the HCP sandbox (its own process, threaded server); return its URL."""
+    from hcpform.formdefs import TEMPLATE_SERVICE_TYPES  # job types the template maps by name
+
+    job_types = [arg for name in TEMPLATE_SERVICE_TYPES for arg in ("--job-type", name)]
     port = free_port()
     proc = procs.start(
         "sandbox",
-        [PY, "-m", "hcpform.hcp.sandbox", "--port", str(port), "--latency-ms", str(latency_ms)],
+        [PY, "-m", "hcpform_sandbox", "--port", str(port), "--latency-ms", str(latency_ms)]
+        + job_types,
         env=base_env(),
     )
     url = f"http://127.0.0.1:{port}"

@@ -43,9 +43,15 @@ def register_cli(app: Flask) -> None:
 def sandbox_command(ctx: click.Context) -> None:
     """Run the built-in HCP sandbox (--port, --latency-ms, fault rates…; see --help)."""
     # Imported here, so that web and worker processes never load the sandbox's code.
-    from .hcp.sandbox import sandbox_command as command
+    from hcpform_sandbox.cli import sandbox_command as command
 
-    command.main(args=ctx.args, prog_name="flask hcp-sandbox", standalone_mode=True)
+    from .formdefs import TEMPLATE_SERVICE_TYPES
+
+    # Seeded job types named like the template's service types: a fresh setup maps by name.
+    defaults = {"job_types": TEMPLATE_SERVICE_TYPES}
+    command.main(
+        args=ctx.args, prog_name="flask hcp-sandbox", standalone_mode=True, default_map=defaults
+    )
 
 
 @click.command("init-db")
@@ -78,10 +84,13 @@ def dev_command(host: str, port: int) -> None:
 
     sandbox = None
     if app.config["HCP_API_BASE_URL"] == "sandbox":
-        from .hcp.sandbox import SandboxServer
+        from hcpform_sandbox import SandboxServer
+
+        from .formdefs import TEMPLATE_SERVICE_TYPES
 
         parsed = urlparse(app.config["HCP_SANDBOX_URL"])
-        sandbox = SandboxServer(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8025)
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 8025
+        sandbox = SandboxServer(host=host, port=port, job_types=TEMPLATE_SERVICE_TYPES)
         sandbox.start()
         click.echo(f" * HCP sandbox at {sandbox.url} (API key: {app.config['HCP_SANDBOX_KEY']})")
     worker = None

@@ -30,8 +30,13 @@ class DefaultConfig:
     # Queue: REDIS_URL, else an embedded in-process queue (fakeredis + a worker thread).
     REDIS_URL: str | None = None
     RQ_QUEUE = "hcp-sync"
-    SYNC_JOB_TIMEOUT = 120  # seconds; more than all HTTP timeouts of one attempt together
-    SYNC_LEASE_SECONDS = 180  # a claim's lease; longer than SYNC_JOB_TIMEOUT
+    # RQ stops a sync job after SYNC_JOB_TIMEOUT s: at least the HCP time of one attempt
+    # (sync.CALLS_PER_ATTEMPT calls x (SYNC_RATE_LIMIT_WAIT_SECONDS + HCP_CONNECT_TIMEOUT +
+    # HCP_READ_TIMEOUT) = 10 x 23.05 s by default). The lease outlives the job and one more call
+    # in flight when it is stopped. check_config enforces both.
+    SYNC_JOB_TIMEOUT = 240
+    SYNC_LEASE_SECONDS = 300
+    SYNC_RATE_LIMIT_WAIT_SECONDS = 5.0  # the longest a sync call waits for a shared HCP slot
     SYNC_RETRY_BASE_SECONDS = 5.0  # first backoff step; doubles each attempt (full jitter)
     SYNC_RETRY_CAP_SECONDS = 3600.0  # longest wait between two attempts
     SYNC_RETRY_AFTER_MAX_SECONDS = 3600.0  # the longest Retry-After we honour as given
@@ -65,7 +70,16 @@ class DefaultConfig:
     RATELIMIT_STRATEGY = "moving-window"  # exact counts; a fixed window allows 2x at its edge
     RATELIMIT_SUBMIT_PER_IP = "10/hour;3/minute"  # final submits per client IP (hcpform/limits.py)
     RATELIMIT_LOOKUP_PER_IP = "20/hour"
+    # Per client IP (an IPv6 client by its /64), generous enough that no household meets them:
+    RATELIMIT_DRAFTS_PER_IP = "30/hour;10/minute"  # new drafts (a valid first step)
+    RATELIMIT_OUT_OF_AREA_PER_IP = "20/hour"  # "tell me when you serve my area" posts
+    RATELIMIT_PAGE_VIEWS_PER_IP = "300/minute"  # wizard pages (GETs), against scraping/floods
     RATELIMIT_LOGIN = "5/15 minutes"
+    # Sign-in throttling (hcpform/admin/throttle.py); RATELIMIT_LOGIN above is per client IP.
+    LOGIN_FREE_FAILURES = 3  # per (account, IP): failures before each next try must wait
+    LOGIN_FIRST_DELAY_SECONDS = 2.0  # then each further try of that pair waits twice as long
+    LOGIN_MAX_DELAY_SECONDS = 900.0  # the longest wait between two tries of one (account, IP)
+    LOGIN_FAILURE_MEMORY_HOURS = 24.0  # a pair's failures are forgotten this long after its first
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_SWALLOW_ERRORS = True  # Redis down must never block the wizard
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
@@ -163,7 +177,30 @@ def check_config(app: Flask) -> None:
         ("redis://", "rediss://", "unix://")
     ):
         raise RuntimeError("REDIS_URL must start with redis://, rediss:// or unix://")
+    # The sync's timing: RQ stops a job at SYNC_JOB_TIMEOUT, which must cover one attempt's HCP
+    # calls; the lease must outlive the job and a call still in flight when it is stopped.
+    from .sync import CALLS_PER_ATTEMPT, attempt_seconds, call_seconds
+
+    try:
+        per_call, per_attempt = call_seconds(cfg), attempt_seconds(cfg)
+        job, lease = float(cfg["SYNC_JOB_TIMEOUT"]), float(cfg["SYNC_LEASE_SECONDS"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RuntimeError(f"The sync timing settings must be numbers: {exc}") from None
+    if job < per_attempt:
+        raise RuntimeError(
+            f"SYNC_JOB_TIMEOUT ({job:g} s) is shorter than one sync attempt can take: "
+            f"{CALLS_PER_ATTEMPT} HCP calls x {per_call:g} s (SYNC_RATE_LIMIT_WAIT_SECONDS + "
+            f"HCP_CONNECT_TIMEOUT + HCP_READ_TIMEOUT) = {per_attempt:g} s. Raise it, or lower "
+            "those timeouts."
+        )
+    if lease <= job + per_call:
+        raise RuntimeError(
+            f"SYNC_LEASE_SECONDS ({lease:g} s) must be longer than SYNC_JOB_TIMEOUT ({job:g} s) "
+            f"plus one HCP call ({per_call:g} s), so that no second run takes a submission over "
+            f"while the first can still write: make it more than {job + per_call:g} s."
+        )
     if cfg.get("PRODUCTION"):
         for env_name in ("SECRET_KEY", "HCPFORM_ENCRYPTION_KEY"):
             if not os.environ.get(env_name):
                 raise RuntimeError(f"{env_name} must be set in production")
+

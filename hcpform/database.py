@@ -14,7 +14,7 @@ from .models import Form, TermsVersion
 
 
 def init_app(app: Flask) -> None:
-    """Turn on SQLite's WAL and a busy timeout for every new connection."""
+    """Turn on SQLite's WAL and a busy timeout for every new connection, and real savepoints."""
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         return
     with app.app_context():
@@ -30,6 +30,20 @@ def init_app(app: Flask) -> None:
         cursor.execute("PRAGMA busy_timeout=15000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "savepoint")
+    def _begin_before_savepoint(conn: Any, _name: str) -> None:
+        # pysqlite sends BEGIN only before INSERT/UPDATE/DELETE, so a begin_nested() that comes
+        # first opened no transaction: its SAVEPOINT became the transaction, and RELEASE
+        # committed it. BEGIN first (SQLAlchemy's pysqlite notes), so the session's commit or
+        # rollback decides. IMMEDIATE: a nested block is there to write, and taking the write
+        # lock now (with busy_timeout) avoids WAL's instant "database is locked" when a read
+        # transaction tries to write after another connection has committed. We don't BEGIN
+        # on every "begin" event as the full recipe does: a session reading before an HCP call
+        # and writing after it would then hit exactly that error under concurrent workers.
+        dbapi = conn.connection.dbapi_connection
+        if not dbapi.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_form_from_template(slug: str, name: str, **overrides: Any) -> Form:

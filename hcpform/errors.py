@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -77,8 +79,62 @@ def render_error(code: int, message: str | None = None):  # noqa: ANN201
     return html, code
 
 
+# Exceptions that mean "stop the process", not "this request failed": never answered with a page.
+FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
+PLAIN_500 = (
+    b"<!doctype html><html lang=en><meta charset=utf-8><title>Sorry, something went wrong</title>"
+    b"<h1>Sorry, something went wrong</h1><p>We couldn't finish that. Please try again in a few "
+    b"minutes, or call us.</p></html>"
+)
+
+
+class ContainBaseExceptions:
+    """WSGI middleware: a BaseException that is not an Exception still gets a 500 page.
+
+    Flask's handlers see only Exception; a Rust extension's panic (pyo3's PanicException) is a
+    BaseException and would otherwise drop the connection (flask dev) or leave the answer to the
+    WSGI server. Stopping the process (KeyboardInterrupt, SystemExit) is not intercepted.
+    """
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], app: Flask) -> None:
+        self.wsgi_app = wsgi_app
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            return self.wsgi_app(environ, start_response)
+        except FATAL:
+            raise
+        except BaseException:  # noqa: BLE001  only what Flask's own handlers could not see
+            logger.exception(
+                "Unhandled BaseException on %s %s",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+            )
+            body, status = self._page(environ)
+            start_response(
+                f"{status} INTERNAL SERVER ERROR",
+                [
+                    ("Content-Type", "text/html; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                    ("Cache-Control", "no-store"),
+                ],
+            )
+            return [body]
+
+    def _page(self, environ: dict[str, Any]) -> tuple[bytes, int]:
+        """Return the usual 500 page, or a plain one when even that can't be rendered."""
+        try:
+            with self.app.request_context(environ):
+                html, status = render_error(500)
+                return html.encode(), status
+        except Exception:  # the page needs the database and templates; they may be what failed
+            return PLAIN_500, 500
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the handlers for HTTP errors, CSRF, an unreachable database and the rest."""
+    app.wsgi_app = ContainBaseExceptions(app.wsgi_app, app)  # type: ignore[method-assign]
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # noqa: ANN202

@@ -39,6 +39,8 @@ def healthz() -> ResponseReturnValue:
                 "state": conn.state,
                 "paused": conn.paused,
                 "key": key_source(conn),
+                # Why the sync waits (a refused key, a key that cannot be decrypted...).
+                "message": conn.last_message if conn.state == "disconnected" else None,
                 "last_checked_at": conn.last_checked_at.isoformat()
                 if conn.last_checked_at
                 else None,
@@ -47,6 +49,9 @@ def healthz() -> ResponseReturnValue:
         except Exception as exc:
             db.session.rollback()
             report["hcp"] = {"state": "unknown", "error": exc.__class__.__name__}
+    from .security import proxy_report
+
+    report["proxy"] = proxy_report()  # an untrusted TLS proxy breaks every wizard POST
     report["ok"] = status == 200
     response = jsonify(report)
     response.status_code = status

@@ -26,10 +26,11 @@ def sweep() -> int:
     """Re-enqueue submissions left pending, or claimed by a worker that died; return how many.
 
     A row is enqueued by at most one sweeper: each claims it with a conditional update of
-    `enqueued_at` first, so two sweeps running at once don't both enqueue it.
+    `enqueued_at` first, so two sweeps running at once don't both enqueue it. A row whose job
+    still waits on the queue (a backlog) is not enqueued again: the count is new jobs only.
     """
     from .hcp.connection import connection_row
-    from .queue import enqueue_sync
+    from .queue import enqueue_sync_once
     from .sync import resume_waiting
 
     now = utcnow()
@@ -53,7 +54,7 @@ def sweep() -> int:
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
-        if claimed.rowcount == 1 and enqueue_sync(sid):
+        if claimed.rowcount == 1 and enqueue_sync_once(sid) == "enqueued":
             count += 1
     conn = connection_row()
     if conn.state != "disconnected" and not conn.paused:

@@ -1,4 +1,10 @@
-"""Submission limits: per form per hour and per client IP, shared by every web process.
+"""Per-IP and per-form limits of the wizard, shared by every web process.
+
+Submits are limited per form per hour and per client IP; per IP too are first-step drafts,
+out-of-area posts, wizard page views and returning-customer lookups (RATELIMIT_* in config.py).
+An IPv6 client is counted by its /64 network: one household or one host gets a whole /64 and
+could otherwise take a fresh address for every request.
+
 
 The counters live where Flask-Limiter keeps its own (RATELIMIT_STORAGE_URI, which is REDIS_URL),
 through the same `limits` strategies, so one homeowner hitting several gunicorn processes, or
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import logging
 import math
 import threading
@@ -71,7 +78,8 @@ def _counters(app: Flask) -> _Counters:
             )
             shared = None
         counters = _Counters(shared=shared, fallback=strategy(MemoryStorage()))
-        app.extensions[EXT_KEY] = counters
+        # Threads of a fresh process may get here together: the first one's counters win.
+        counters = app.extensions.setdefault(EXT_KEY, counters)
     return counters
 
 
@@ -84,10 +92,31 @@ class Limit:
     identifiers: tuple[str, ...]
 
 
+def ip_key(ip: str) -> str:
+    """Return what a per-IP limit counts: the IPv4 address, or the /64 network of an IPv6 one."""
+    try:
+        address = ipaddress.ip_address((ip or "").split("%", 1)[0])
+    except ValueError:
+        return (ip or "unknown")[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def ip_limits(name: str, config_key: str, ip: str) -> list[Limit]:
+    """Return the limits named by a RATELIMIT_* setting, counted for this client IP (or /64)."""
+    return [
+        Limit(name, item, (f"hcpform-{name}-ip", ip_key(ip)))
+        for item in parse_many(str(current_app.config[config_key]))
+    ]
+
+
 def submit_limits(form: Any, ip: str) -> list[Limit]:
     """Return the limits a submit of this form from this IP must pass."""
     limits = [
-        Limit("per-ip", item, ("hcpform-submit-ip", ip))
+        Limit("per-ip", item, ("hcpform-submit-ip", ip_key(ip)))
         for item in parse_many(str(current_app.config["RATELIMIT_SUBMIT_PER_IP"]))
     ]
     per_hour = form.submissions_per_hour
@@ -134,7 +163,7 @@ def hit(limits: list[Limit]) -> float | None:
             if not blocked:
                 return None
             for lim in blocked:
-                logger.warning("Submit limit reached (%s: %s)", lim.name, lim.item)
+                logger.warning("Rate limit reached (%s: %s)", lim.name, lim.item)
             resets = [
                 strategy.get_window_stats(lim.item, *lim.identifiers).reset_time for lim in blocked
             ]
@@ -148,16 +177,34 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
-def too_many(retry_after: float) -> ResponseReturnValue:
+SUBMIT_REFUSED = (
+    "We've had a lot of requests from here. Your answers are saved: "
+    "please wait a little, then send your request again, or call us."
+)
+PAGE_REFUSED = (
+    "We've had a lot of requests from here. Please wait a little and try again, or call us."
+)
+
+
+def too_many(retry_after: float, message: str = SUBMIT_REFUSED) -> ResponseReturnValue:
     """Return the 429 page: plain words, the business's phone, and when to try again."""
     from .errors import render_error
 
-    html, status = render_error(
-        429,
-        "We've had a lot of requests from here. Your answers are saved: "
-        "please wait a little, then send your request again, or call us.",
-    )
+    html, status = render_error(429, message)
     return html, status, {"Retry-After": str(math.ceil(retry_after)), "Cache-Control": "no-store"}
+
+
+def enabled() -> bool:
+    """Return True unless RATELIMIT_ENABLED switched the limits off."""
+    return bool(current_app.config.get("RATELIMIT_ENABLED", True))
+
+
+def refuse_over(name: str, config_key: str) -> ResponseReturnValue | None:
+    """Count one request of this kind from the client; return the 429 page once it is over."""
+    if not enabled():
+        return None
+    wait = hit(ip_limits(name, config_key, client_ip()))
+    return None if wait is None else too_many(wait, PAGE_REFUSED)
 
 
 def limit_submissions(
@@ -171,7 +218,7 @@ def limit_submissions(
 
     @functools.wraps(submit)
     def wrapper(form: Any, draft: Any, *args: Any, **kwargs: Any) -> ResponseReturnValue:
-        if current_app.config.get("RATELIMIT_ENABLED", True) and not draft.submitted_at:
+        if enabled() and not draft.submitted_at:
             wait = hit(submit_limits(form, client_ip()))
             if wait is not None:
                 return too_many(wait)

@@ -6,6 +6,11 @@ import logging
 
 from flask import Flask
 
+# Loggers that print request lines (paths with their query strings) on handlers of their own:
+# werkzeug's development server, and gunicorn's access and error logs, whose handlers do not
+# go through the root logger. A filter on each logger redacts its records first.
+ACCESS_LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error")
+
 
 def init_app(app: Flask) -> None:
     """Configure the package's logger and install the redaction filter."""
@@ -17,4 +22,4 @@ def init_app(app: Flask) -> None:
     logging.getLogger("hcpform").setLevel(app.config.get("LOG_LEVEL", "INFO"))
     from .redact import install_redaction
 
-    install_redaction(logging.getLogger("hcpform"))
+    install_redaction([logging.getLogger("hcpform"), *ACCESS_LOGGERS])

@@ -168,6 +168,12 @@ class Submission(db.Model):
     hcp_job_id: Mapped[str | None] = mapped_column(String(64))
     customer_matched_by: Mapped[str | None] = mapped_column(String(16))  # phone | email | None
     address_reused: Mapped[bool | None] = mapped_column(Boolean)
+    # An HCP customer that shares the email or a number but is not a match: we made a new
+    # customer rather than attach this work to someone else's record; the office may merge them.
+    possible_duplicate_of: Mapped[str | None] = mapped_column(String(64))
+    # A returning customer's typed email, name or mobile that differ from HCP's record, as the
+    # job note line that tells the office (HCP's record itself is never overwritten).
+    typed_differences: Mapped[str] = mapped_column(Text, default="")
     # HCP creates sent whose answer we may not have seen ("customer,address,job"): a retry
     # looks for what such a create made before sending it again.
     creates_sent: Mapped[str] = mapped_column(String(40), default="")
@@ -292,6 +298,9 @@ class AdminUser(db.Model):
     password_hash: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Part of every session's fingerprint: logging out adds one, so a copied cookie of any of
+    # this admin's sessions is refused afterwards (the cookie itself lives in the browser).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditEntry(db.Model):

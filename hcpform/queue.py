@@ -13,7 +13,10 @@ from typing import Any
 
 import redis
 from flask import Flask, current_app
+from redis.exceptions import WatchError
 from rq import Queue, SimpleWorker
+from rq.exceptions import NoSuchJobError
+from rq.job import JobStatus
 from rq.timeouts import TimerDeathPenalty
 
 logger = logging.getLogger(__name__)
@@ -33,7 +36,14 @@ def init_app(app: Flask) -> None:
         app.extensions[EXT_KEY] = client
         app.extensions["hcpform.embedded_queue"] = False
     else:
-        import fakeredis
+        try:
+            import fakeredis
+        except ImportError as exc:  # production installs leave out the `embedded` extra
+            raise RuntimeError(
+                "REDIS_URL is not set and fakeredis is not installed: set REDIS_URL to a Redis "
+                "server, or install the embedded queue with pip install 'hcpform[embedded]' "
+                "(scripts/run does)."
+            ) from exc
 
         # One fake server per process, shared by the web threads and the worker thread.
         server = _fake_servers.setdefault("default", fakeredis.FakeServer())
@@ -60,31 +70,87 @@ def get_queue(app: Flask | None = None) -> Queue:
 def enqueue_sync(submission_id: int, *, delay: float = 0.0) -> bool:
     """Enqueue the sync of one submission, now or after `delay` seconds; False if Redis is down.
 
-    Duplicates are harmless: the sync claims the submission with a lease before working.
+    A submission already waiting on the queue (or scheduled) is not enqueued again.
+    """
+    return enqueue_sync_once(submission_id, delay=delay) != "down"
+
+
+_LIVE = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
+OVERDUE_SECONDS = 5  # RQ's scheduler moves due jobs every second; later than this, it is stuck
+
+
+def enqueue_sync_once(submission_id: int, *, delay: float = 0.0) -> str:
+    """Enqueue the sync of one submission unless a job for it is queued or scheduled already.
+
+    Job ids come from the submission id and a counter, `sync-<id>-<n>`, and the counter's key
+    points at the latest: while that job waits, another enqueue (the sweep, a resume, an admin
+    retry) changes nothing. A job that started, finished or failed is not waiting, so the
+    running job's own retry, or a re-enqueue after its worker died, makes job n + 1. The check
+    and the enqueue are one WATCH/MULTI transaction (no Lua: the embedded fakeredis runs it).
+
+    Returns:
+        "enqueued", "already" (a job waits for it), or "down" (Redis unreachable).
     """
     from .jobs import sync_submission
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     queue = get_queue(app)
-    options = {
-        "job_timeout": app.config["SYNC_JOB_TIMEOUT"],
-        "result_ttl": 600,
-        "failure_ttl": 7 * 24 * 3600,
-        "description": f"sync submission {submission_id}",
-    }
+    conn = get_redis(app)
+    counter = f"hcpform:sync:job:{submission_id}"
+    # Outlives any wait on the queue; only a later enqueue's uniqueness depends on it.
+    keep = int(delay) + 7 * 24 * 3600
     try:
-        if delay > 0:
-            queue.enqueue_in(timedelta(seconds=delay), sync_submission, submission_id, **options)
-        else:
-            queue.enqueue(sync_submission, submission_id, **options)
+        with conn.pipeline() as pipe:
+            try:
+                pipe.watch(counter)
+                latest = int(pipe.get(counter) or 0)
+                if latest and _waiting(queue, f"sync-{submission_id}-{latest}", delay):
+                    pipe.unwatch()
+                    return "already"
+                job_id = f"sync-{submission_id}-{latest + 1}"
+                pipe.multi()
+                pipe.set(counter, latest + 1, ex=keep)
+                options = {
+                    "job_id": job_id,
+                    "job_timeout": app.config["SYNC_JOB_TIMEOUT"],
+                    "result_ttl": 600,
+                    "failure_ttl": 7 * 24 * 3600,
+                    "description": f"sync submission {submission_id}",
+                    "pipeline": pipe,
+                }
+                if delay > 0:
+                    when = timedelta(seconds=delay)
+                    queue.enqueue_in(when, sync_submission, submission_id, **options)
+                else:
+                    queue.enqueue(sync_submission, submission_id, **options)
+                pipe.execute()
+            except WatchError:  # another enqueue of this submission won the race: it waits
+                return "already"
     except (redis.RedisError, OSError) as exc:
         logger.warning(
             "Queue unreachable, submission %s waits for the sweep: %s", submission_id, exc
         )
-        return False
+        return "down"
     if is_embedded(app):
         ensure_embedded_worker(app)
-    return True
+    return "enqueued"
+
+
+def _waiting(queue: Queue, job_id: str, delay: float) -> bool:
+    """Return True when the job waits on the queue, or is scheduled no later than `delay`."""
+    job = queue.fetch_job(job_id)
+    if job is None or job.get_status(refresh=False) not in _LIVE:
+        return False
+    if job.get_status(refresh=False) != JobStatus.SCHEDULED:
+        return True
+    try:
+        when = queue.scheduled_job_registry.get_scheduled_time(job).timestamp()
+    except NoSuchJobError:
+        return False
+    # Not waiting: a retry scheduled an hour from now, when an admin's "retry now" wants it
+    # sooner; or one whose time has passed that no scheduler moved (a killed worker holds
+    # RQ's scheduler lock for a minute). The old job then runs later and finds nothing to do.
+    return time.time() - OVERDUE_SECONDS <= when <= time.time() + delay + 1
 
 
 def enqueue_sweep(app: Flask | None = None, *, delay: float | None = None) -> bool:

@@ -1,4 +1,5 @@
-"""Mask personal data (emails, phones, street addresses) and control characters in log text."""
+"""Mask personal data (emails, phones, street addresses), secrets in URLs, and control characters
+in log text."""
 
 from __future__ import annotations
 
@@ -42,6 +43,15 @@ _STREET = re.compile(
     re.IGNORECASE,
 )
 
+# Query values that are secrets or personal in any URL a log line shows (request lines of access
+# logs, redirects, referrers): `d` is a draft token (whoever has it can read and send that
+# person's draft), `q` and the others are what staff searched for.
+SECRET_QUERY_PARAMS = ("d", "q", "email", "phone", "token")
+_QUERY_SECRET = re.compile(
+    r"([?&](?:amp;)?(?:" + "|".join(SECRET_QUERY_PARAMS) + r")=)[^&\s\"'#]+", re.IGNORECASE
+)
+REDACTED = "[redacted]"
+
 _DIGIT = re.compile(r"\d")
 _URL_ESCAPE = re.compile(r"%2[0Bb]")
 
@@ -71,11 +81,13 @@ def _mask_phone(match: re.Match[str]) -> str:
 
 
 def redact(text: str, *, escape_control: bool = True) -> str:
-    """Return `text` with emails, phone numbers and street addresses masked and controls escaped."""
+    """Return `text` with URL secrets, emails, phones and streets masked and controls escaped."""
     if not text:
         return text
     if not isinstance(text, str):
         text = str(text)
+    if "=" in text:
+        text = _QUERY_SECRET.sub(r"\1" + REDACTED, text)
     if "@" in text or "%40" in text:
         text = _EMAIL.sub(_mask_email, text)
     if _DIGIT.search(text):

@@ -15,20 +15,30 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from redis.exceptions import WatchError
-from sqlalchemy import and_, or_, select, update
+from rq.timeouts import JobTimeoutException
+from sqlalchemy import and_, event, inspect, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import formdefs
 from .extensions import db
 from .hcp import payloads
 from .hcp.client import HcpError, HousecallProClient
-from .hcp.connection import connection_row, key_source, make_client, mark_disconnected
+from .hcp.connection import (
+    KeyUnreadable,
+    connection_row,
+    key_source,
+    make_client,
+    mark_disconnected,
+)
 from .hcp.errors import HcpTransientError
 from .models import Form, HcpConnection, Status, Submission, SyncAttempt
 from .timeutil import utcnow
@@ -36,8 +46,79 @@ from .timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 
+# The most HCP calls one attempt makes, every list on one page: job types, lead sources, two
+# customer searches, the customer, the customer's addresses, the address, the customer's jobs
+# (after a lost answer), the job, and one spare. check_config sizes the job timeout with it.
+CALLS_PER_ATTEMPT = 10
+
+# (submission id, lease token) of the run in this thread; see _lease_guard.
+_current_run: ContextVar[tuple[int, str] | None] = ContextVar("hcpform_sync_run", default=None)
+
+
 class SyncFailed(Exception):
     """A permanent problem on our side (e.g. a missing mapping); the message is for a person."""
+
+
+class LeaseLost(Exception):
+    """The run's lease ran out and another run took the submission over: stop, write nothing."""
+
+
+def call_seconds(config: Mapping[str, Any]) -> float:
+    """Return the longest one HCP call of a sync can take: rate-limit wait, connect and read."""
+    seconds = (
+        float(config["SYNC_RATE_LIMIT_WAIT_SECONDS"])
+        + float(config["HCP_CONNECT_TIMEOUT"])
+        + float(config["HCP_READ_TIMEOUT"])
+    )
+    return round(seconds, 3)  # 0.2 + 0.2 + 1.0 is 1.4, not 1.4000000000000001
+
+
+def attempt_seconds(config: Mapping[str, Any]) -> float:
+    """Return the longest one sync attempt's HCP calls can take (the client never retries)."""
+    return round(CALLS_PER_ATTEMPT * call_seconds(config), 3)
+
+
+@event.listens_for(Session, "before_flush")
+def _lease_guard(session: Session, _context: Any, _instances: Any) -> None:
+    """Write the running sync's changes to its submission only while its lease holds.
+
+    Every ORM change a run makes to its own submission (ids, creates_sent, status, errors...)
+    goes out here as UPDATE ... WHERE id = ? AND lease_token = ?, which also extends the lease;
+    no row updated means another run owns the submission now, and LeaseLost stops this one.
+
+    Raises:
+        LeaseLost: when the submission is no longer held with this run's lease.
+    """
+    run = _current_run.get()
+    if run is None:
+        return
+    sub_id, token = run
+    for obj in list(session.dirty):
+        if not isinstance(obj, Submission) or obj.id != sub_id:
+            continue
+        values = {}
+        for attr in inspect(obj).attrs:
+            added = attr.history.added
+            if added and attr.key in Submission.__table__.c:
+                values[attr.key] = added[0]
+        if not values:
+            continue
+        lease = timedelta(seconds=int(current_app.config["SYNC_LEASE_SECONDS"]))
+        values.setdefault("lease_until", utcnow() + lease)
+        result = session.execute(
+            update(Submission)
+            .where(
+                Submission.id == sub_id,
+                Submission.lease_token == token,
+                Submission.status == Status.SYNCING,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            raise LeaseLost(f"submission {sub_id}: the lease ran out and another run took over")
+        for key, value in values.items():
+            set_committed_value(obj, key, value)  # written above: nothing left to flush
 
 
 def claim(submission_id: int, *, now: datetime) -> str | None:
@@ -88,20 +169,58 @@ def sync_submission(submission_id: int) -> str:
         or not sub.form.sync_enabled
     ):
         return park(sub, conn)
-    if claim(submission_id, now=now) is None:
+    token = claim(submission_id, now=now)
+    if token is None:
         return "busy"
-    db.session.refresh(sub)
-    attempt = SyncAttempt(
-        submission_id=sub.id, number=sub.attempts, started_at=now, worker=_worker_name()
-    )
-    db.session.add(attempt)
-    db.session.commit()
+    run = _current_run.set((submission_id, token))
+    attempt_id = None
+    try:
+        db.session.refresh(sub)
+        attempt = SyncAttempt(
+            submission_id=sub.id, number=sub.attempts, started_at=now, worker=_worker_name()
+        )
+        db.session.add(attempt)
+        db.session.commit()
+        attempt_id = attempt.id
+        return attempt_sync(sub, attempt, conn)
+    except JobTimeoutException:
+        # RQ stopped the job: give the submission back now rather than when the lease runs
+        # out, and let RQ see the timeout (it records the job as failed).
+        release_after_timeout(submission_id)
+        raise
+    except LeaseLost as exc:
+        db.session.rollback()
+        logger.warning("Sync of submission %s stopped: %s", submission_id, exc)
+        _current_run.reset(run)
+        run = None
+        if attempt_id is not None:
+            _close_attempt(attempt_id, "lease lost", str(exc))
+        return "lease lost"
+    finally:
+        if run is not None:
+            _current_run.reset(run)
+
+
+def attempt_sync(sub: Submission, attempt: SyncAttempt, conn: HcpConnection) -> str:
+    """Run the steps under the claimed lease and record how the attempt ended."""
     logger.info(
         "📤 Sending to Housecall Pro: submission %s, attempt %s", sub.reference, sub.attempts
     )
-    client = make_client(submission_id=sub.id, attempt=sub.attempts)
     try:
+        client = make_client(submission_id=sub.id, attempt=sub.attempts)
+        if client.rate_limiter is not None:  # bounded, so that check_config can size the job
+            client.rate_limiter.max_wait = float(current_app.config["SYNC_RATE_LIMIT_WAIT_SECONDS"])
         run_steps(client, sub, conn)
+    except (LeaseLost, JobTimeoutException):
+        raise  # LeaseLost: sync_submission stops; a timeout is RQ's (see release_after_timeout)
+    except KeyUnreadable as exc:
+        db.session.rollback()
+        mark_disconnected(conn, exc.message)
+        return finish(
+            sub, attempt, Status.WAITING,
+            f"Waiting for the HCP connection: {exc.message}. Enter the key again in "
+            "Integration settings; waiting submissions then sync by themselves.",
+        )  # fmt: skip
     except SyncFailed as exc:
         return finish(sub, attempt, Status.FAILED, str(exc))
     except HcpError as exc:
@@ -112,6 +231,52 @@ def sync_submission(submission_id: int) -> str:
         error = HcpError(f"internal error ({exc.__class__.__name__}); see the worker log")
         return schedule_retry(sub, attempt, error)
     return finish(sub, attempt, Status.SYNCED, f"Job {sub.hcp_job_id} created in HCP")
+
+
+def release_after_timeout(submission_id: int) -> None:
+    """Give back a submission whose job RQ timed out: pending again, retried after a backoff.
+
+    The session may have been interrupted mid-statement, so any failure here only leaves the
+    lease to run out (the sweep then takes the submission up again). A run that was frozen
+    past its lease wakes up here too (its alarm fired meanwhile) and writes nothing.
+    """
+    attempt_id = None
+    try:
+        db.session.rollback()
+        sub = db.session.get(Submission, submission_id)
+        attempt = db.session.scalar(
+            select(SyncAttempt)
+            .where(SyncAttempt.submission_id == submission_id, SyncAttempt.finished_at.is_(None))
+            .order_by(SyncAttempt.id.desc())
+            .limit(1)
+        )
+        if sub is None or attempt is None:
+            return
+        attempt_id = attempt.id
+        error = HcpError(
+            f"the attempt took longer than SYNC_JOB_TIMEOUT "
+            f"({current_app.config['SYNC_JOB_TIMEOUT']} s) and was stopped"
+        )
+        schedule_retry(sub, attempt, error, outcome="timeout")
+    except LeaseLost as exc:
+        db.session.rollback()
+        logger.warning("Sync of submission %s stopped: %s", submission_id, exc)
+        if attempt_id is not None:
+            _close_attempt(attempt_id, "lease lost", str(exc))
+    except Exception:  # the timeout is what RQ must see; the sweep recovers the row
+        logger.exception("Could not release submission %s after its timeout", submission_id)
+        db.session.rollback()
+
+
+def _close_attempt(attempt_id: int, outcome: str, message: str) -> None:
+    """Record how a run ended on its own attempt row (never on the submission)."""
+    db.session.execute(
+        update(SyncAttempt)
+        .where(SyncAttempt.id == attempt_id)
+        .values(finished_at=utcnow(), outcome=outcome, message=message[:2000])
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
 
 
 def run_steps(client: HousecallProClient, sub: Submission, conn: HcpConnection) -> None:
@@ -179,19 +344,27 @@ def _mark_sent(sub: Submission, step: str) -> None:
     db.session.commit()
 
 
-def find_customer(client: HousecallProClient, sub: Submission) -> tuple[dict | None, str | None]:
-    """Look the person up by phone digits, then by email; match exactly, never by name."""
-    from .validation import phone_digits
+def find_customer(
+    client: HousecallProClient, sub: Submission
+) -> tuple[dict | None, str | None, str | None]:
+    """Look the person up by phone, then by email; return (match, rule, possible duplicate id).
 
-    for query in (phone_digits(sub.phone), sub.email):
+    A match is the mobile number, or a home/work number or the email together with the last
+    name (never a name alone, never an email alone). A customer that shares the email or a
+    number without matching is returned as the possible duplicate, so that the office can merge.
+    """
+    candidate: str | None = None
+    for query in (payloads.phone_query(sub.phone), sub.email):
         if not query:
             continue
         result = client.search_customers(query, page_size=50)
         for customer in result.get("customers", []):
-            rule = payloads.customer_matches(customer, phone=sub.phone, email=sub.email)
+            rule = payloads.submission_matches(customer, sub)
             if rule:
-                return customer, rule
-    return None, None
+                return customer, rule, None
+            if candidate is None and payloads.possible_duplicate(customer, sub):
+                candidate = customer.get("id")
+    return None, None, candidate
 
 
 def ensure_customer(
@@ -200,15 +373,32 @@ def ensure_customer(
     """Store the HCP customer id: the existing customer when one matches, else a new one."""
     if sub.hcp_customer_id:
         return None
-    customer, rule = find_customer(client, sub)
+    customer, rule, candidate = find_customer(client, sub)
     if customer is not None:
         # A match after our own create was sent is our customer, not a returning one.
-        sub.customer_matched_by = "created" if "customer" in sub.creates_sent else rule
+        ours = "customer" in sub.creates_sent
+        sub.customer_matched_by = "created" if ours else rule
         sub.hcp_customer_id = customer["id"]
-        logger.info("🏠 Customer lookup result: %s matched by %s", customer["id"], rule)
+        # HCP's record is the office's: what the person typed otherwise goes in the job's notes
+        # (payloads.job_notes reads it), never into a PUT of the customer.
+        differences = {} if ours else payloads.typed_differences(customer, sub)
+        sub.typed_differences = payloads.differences_note(differences)
+        logger.info(
+            "🏠 Customer lookup result: %s matched by %s%s",
+            customer["id"],
+            rule,
+            f"; typed differently: {', '.join(differences)}" if differences else "",
+        )  # field names only: the values are personal data
         db.session.commit()
         return customer
-    logger.info("🏠 Customer lookup result: no match, creating a customer")
+    if candidate and not sub.possible_duplicate_of:
+        # Committed with the mark below, before the POST: a retry after a lost answer finds our
+        # own new customer (a match), and the marker must survive that.
+        sub.possible_duplicate_of = candidate
+    logger.info(
+        "🏠 Customer lookup result: no match, creating a customer%s",
+        f" (possible duplicate of {candidate})" if candidate else "",
+    )
     _mark_sent(sub, "customer")
     created = client.create_customer(
         payloads.customer_body(sub, lead_source=lead_source, tags=list(conn.default_tags or []))
@@ -362,7 +552,9 @@ def backoff_seconds(attempts: int, *, retry_after: float | None = None) -> float
     return delay
 
 
-def schedule_retry(sub: Submission, attempt: SyncAttempt, exc: HcpError) -> str:
+def schedule_retry(
+    sub: Submission, attempt: SyncAttempt, exc: HcpError, *, outcome: str = "retry"
+) -> str:
     """Put the submission back to pending with its next attempt time, and enqueue it then."""
     from .queue import enqueue_sync
 
@@ -384,14 +576,18 @@ def schedule_retry(sub: Submission, attempt: SyncAttempt, exc: HcpError) -> str:
     finish(
         sub, attempt, Status.PENDING,
         f"HCP error ({status_text}: {exc.message}); retrying in {delay:.0f} s", exc.status,
-        outcome="retry",
+        outcome=outcome,
     )  # fmt: skip
     enqueue_sync(sub.id, delay=delay)
-    return "retry"
+    return outcome
 
 
 def park(sub: Submission, conn: HcpConnection) -> str:
-    """Leave the submission waiting while sync is paused or the key is refused."""
+    """Leave the submission waiting while sync is paused or the key is refused.
+
+    A pending row is parked, and so is a syncing one whose lease ran out (its worker died);
+    a row another run holds now is left to that run ("busy").
+    """
     if conn.paused:
         reason = "Sync is paused (manual processing). It resumes when an admin resumes sync."
     elif key_source(conn) == "none":
@@ -402,14 +598,21 @@ def park(sub: Submission, conn: HcpConnection) -> str:
         reason = "Waiting for the HCP connection: " + (conn.last_message or "the key was refused.")
     else:
         reason = "This form does not send submissions to Housecall Pro."
-    db.session.execute(
+    now = utcnow()
+    result = db.session.execute(
         update(Submission)
-        .where(Submission.id == sub.id, Submission.status == Status.PENDING)
-        .values(status=Status.WAITING, last_error=reason)
+        .where(
+            Submission.id == sub.id,
+            or_(
+                Submission.status == Status.PENDING,
+                and_(Submission.status == Status.SYNCING, Submission.lease_until < now),
+            ),
+        )
+        .values(status=Status.WAITING, last_error=reason, lease_until=None, lease_token=None)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    return "waiting"
+    return "waiting" if result.rowcount == 1 else "busy"
 
 
 def finish(

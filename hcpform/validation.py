@@ -1,38 +1,92 @@
-"""Pure validation and normalisation of wizard answers: ZIPs, phones, emails, dates, text."""
+"""Pure validation and normalisation of wizard answers: ZIPs, phones, emails, dates, text.
+
+Code-like values (ZIP, phone, date) are NFKC-normalised first, so digits typed on a full-width
+keyboard count, and then must be plain ASCII: a digit of another script, a zero-width character
+or anything else passes no further, whatever Python's Unicode-aware `\\d` would say. Third-party
+parsers (the `zipcodes` extension, phonenumbers, email_validator) are called through `_contained`:
+a failure of theirs, even a Rust panic (a BaseException), becomes the field's own message.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 import zipcodes
-from email_validator import EmailNotValidError, validate_email
+from email_validator import validate_email
 
-ZIP_RE = re.compile(r"^(\d{5})(?:-(\d{4}))?$")
-# Letters, marks, digits, spaces and the punctuation names and addresses really use.
-_CONTROL = {"Cc", "Cf", "Cs", "Co", "Cn"}
+ZIP_RE = re.compile(r"^([0-9]{5})(?:-([0-9]{4}))?$", re.ASCII)
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", re.ASCII)
+# What people type in a phone number: digits, +, spaces, ( ) . - /, and an extension.
+PHONE_RE = re.compile(
+    r"^\+?[0-9 ().\-/]{4,30}(?:\s*(?:x|ext\.?|extension|#)\s*[0-9]{1,7})?$", re.ASCII | re.I
+)
+# Exceptions a library call must never swallow: the process is being stopped or torn down.
+_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
+# Invisible characters pasted along with text (zero-width space, word joiner, BOM, soft hyphen):
+# removed silently, they mean nothing to the reader.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad\u180e"), None)
+# Format characters that real writing needs: joiners in emoji sequences and in Indic, Arabic and
+# Persian words. Every other format character (bidi overrides and isolates among them) is refused.
+_KEEP_FORMAT = {"\u200c", "\u200d"}
+_REFUSED = {"Cc", "Cf", "Cs", "Co"}  # control, format, surrogate, private use
+MAX_MARKS = 4  # combining marks on one letter; more is "Zalgo" text, never a real name
 
 
 class Invalid(ValueError):
     """A value a person typed that we cannot accept; the message is shown to them."""
 
 
+def _contained(message: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a third-party parser; turn any failure of its own (a panic too) into Invalid(message).
+
+    Raises:
+        Invalid: when the call raised anything but a request to stop the process.
+    """
+    try:
+        return call(*args, **kwargs)
+    except _FATAL:
+        raise
+    except BaseException as exc:  # noqa: BLE001  a Rust panic is a BaseException
+        raise Invalid(message) from exc
+
+
+def code_text(value: object) -> str:
+    """Return a code-like value (ZIP, phone, date, token) NFKC-normalised and trimmed."""
+    text = "" if value is None else str(value)
+    return unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).strip()
+
+
 def clean_text(value: object, *, max_length: int, multiline: bool = False) -> str:
-    """Return trimmed text, refusing control characters (NUL included) and overlong input.
+    """Return trimmed text in NFC, refusing control and format characters and overlong input.
+
+    Invisible characters pasted by accident are dropped, every kind of space becomes a space,
+    and line breaks are refused unless the field is multiline.
 
     Raises:
         Invalid: with a message for the person.
     """
     text = "" if value is None else str(value)
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip()
+    text = text.replace("\r\n", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
+    text = unicodedata.normalize("NFC", text.translate(_INVISIBLE))
+    text = "".join(" " if unicodedata.category(ch) == "Zs" else ch for ch in text).strip()
     allowed = {"\n", "\t"} if multiline else set()
-    if any(unicodedata.category(ch) in _CONTROL and ch not in allowed for ch in text):
-        raise Invalid("Remove the special characters that can't be used here.")
+    marks = 0
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category in _REFUSED and ch not in allowed and ch not in _KEEP_FORMAT:
+            if ch in "\n\t":
+                raise Invalid("Use a single line here.")
+            raise Invalid("Remove the special characters that can't be used here.")
+        marks = marks + 1 if category in ("Mn", "Me") else 0
+        if marks > MAX_MARKS:
+            raise Invalid("Remove the extra accent marks stacked on one letter.")
     if len(text) > max_length:
         raise Invalid(f"Use {max_length:,} characters or fewer (you have {len(text):,}).")
     return text
@@ -45,18 +99,39 @@ class ZipInfo:
     zip5: str
     city: str
     state: str
+    # Every city name the Postal Service accepts for this ZIP (the main one first).
+    cities: tuple[str, ...] = field(default=(), compare=False)
+
+
+def _zip_rows(zip5: str) -> list[dict[str, Any]]:
+    rows = zipcodes.matching(zip5)
+    return list(rows or [])
 
 
 @lru_cache(maxsize=4096)
 def _zip_lookup(zip5: str) -> ZipInfo | None:
+    if not ZIP_RE.match(zip5):  # the extension slices bytes: only ever give it 5 ASCII digits
+        return None
     try:
-        rows = zipcodes.matching(zip5)
-    except (ValueError, TypeError):
+        rows = _contained("no such ZIP", _zip_rows, zip5)
+    except Invalid:
         return None
     if not rows:
         return None
     row = rows[0]
-    return ZipInfo(zip5=zip5, city=row["city"].title(), state=row["state"])
+    cities = []
+    for r in rows:
+        for name in [r.get("city") or "", *(r.get("acceptable_cities") or [])]:
+            if name and name.title() not in cities:
+                cities.append(name.title())
+    return ZipInfo(
+        zip5=zip5, city=str(row["city"]).title(), state=str(row["state"]), cities=tuple(cities)
+    )
+
+
+def zip_info(zip5: str) -> ZipInfo | None:
+    """Return what the offline ZIP database knows of a 5-digit ZIP, or None (never raises)."""
+    return _zip_lookup(zip5)
 
 
 def parse_zip(value: object) -> tuple[str, ZipInfo]:
@@ -65,7 +140,7 @@ def parse_zip(value: object) -> tuple[str, ZipInfo]:
     Raises:
         Invalid: when it is not 5 digits / ZIP+4 or no such ZIP exists.
     """
-    text = ("" if value is None else str(value)).strip().replace(" ", "")
+    text = re.sub(r"\s+", "", code_text(value))
     match = ZIP_RE.match(text)
     if not match:
         raise Invalid("Enter a ZIP code of 5 digits, like 60614 (or ZIP+4, like 60614-1234).")
@@ -75,29 +150,107 @@ def parse_zip(value: object) -> tuple[str, ZipInfo]:
     return text, info
 
 
+# -- city and state against the ZIP ---------------------------------------------------------
+
+# Spellings of the same word in US place names; each maps to one canonical form.
+_PLACE_WORDS = {
+    "saint": "st", "st": "st", "sainte": "ste", "ste": "ste", "fort": "ft", "ft": "ft",
+    "mount": "mt", "mt": "mt", "mountain": "mtn", "mtn": "mtn", "point": "pt", "pt": "pt",
+    "port": "prt", "prt": "prt", "north": "n", "n": "n", "south": "s", "s": "s",
+    "east": "e", "e": "e", "west": "w", "w": "w", "heights": "hts", "hts": "hts",
+    "springs": "spgs", "spgs": "spgs", "spring": "spg", "spg": "spg", "junction": "jct",
+    "jct": "jct", "township": "twp", "twp": "twp", "village": "vlg", "vlg": "vlg",
+    "center": "ctr", "centre": "ctr", "ctr": "ctr", "lake": "lk", "lk": "lk", "beach": "bch",
+    "bch": "bch", "island": "is", "is": "is", "falls": "fls", "fls": "fls", "city": "cty",
+    "cty": "cty", "san": "sn", "sn": "sn",
+}  # fmt: skip
+_STATE_NAMES: dict[str, str] = {}
+
+
+def place_key(value: str) -> str:
+    """Return a city name reduced to compare spellings (`St. Louis` == `saint louis`)."""
+    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
+    words = re.sub(r"[^a-z0-9]+", " ", text).split()
+    return "".join(_PLACE_WORDS.get(w, w) for w in words)
+
+
+def state_code(value: str) -> str:
+    """Return a US state as its 2-letter code, from the code or the name (else as typed)."""
+    from .formdefs import US_STATES
+
+    if not _STATE_NAMES:
+        _STATE_NAMES.update({place_key(name): code for code, name in US_STATES})
+    text = code_text(value)
+    if len(text) == 2 and text.isascii():
+        return text.upper()
+    return _STATE_NAMES.get(place_key(text), text.upper())
+
+
+def address_mismatch(city: str, state: str, zip_code: str) -> ZipInfo | None:
+    """Return what the ZIP says when the city or state typed is not one of its names, else None.
+
+    An unknown ZIP or an empty city is not a mismatch here: the ZIP field says so itself.
+    """
+    info = _zip_lookup(code_text(zip_code)[:5])
+    if info is None or not city.strip():
+        return None
+    if state_code(state) == info.state and place_key(city) in {
+        place_key(name) for name in info.cities or (info.city,)
+    }:
+        return None
+    return info
+
+
+# -- phones ----------------------------------------------------------------------------------
+
+PHONE_HINT = "Enter a phone number like (312) 555-0123."
+
+
 def parse_phone(value: object, region: str = "US") -> str:
-    """Return the phone number in E.164.
+    """Return the phone number in E.164, read in `region` unless it starts with +country.
 
     Raises:
         Invalid: when it is not a valid number.
     """
-    text = clean_text(value, max_length=32)
+    text = code_text(value)
     if not text:
         raise Invalid("Enter your phone number.")
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException as exc:
-        raise Invalid("Enter a phone number like (312) 555-0123.") from exc
-    if not phonenumbers.is_valid_number(number):
+    if not PHONE_RE.match(text):
+        raise Invalid(PHONE_HINT)
+    number = _contained(PHONE_HINT, phonenumbers.parse, text, region)
+    if not _contained(PHONE_HINT, phonenumbers.is_valid_number, number):
         raise Invalid("That phone number isn't valid. Enter it like (312) 555-0123.")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_key(value: object, region: str = "US") -> str:
+    """Return the E.164 form of a stored or typed number (ours or HCP's), or '' when it is none.
+
+    Compare two numbers with this, never with their national digits: +44 20 7946 0958 and
+    (207) 946-0958 share national digits but are different phones. HCP's plain digits are read
+    in `region`; 12+ digits that are no number there are read as international (442079460958).
+    """
+    text = code_text(value)
+    if not text:
+        return ""
+    try:
+        return parse_phone(text, region)
+    except Invalid:
+        pass
+    digits = re.sub(r"[^0-9]", "", text)
+    if not text.startswith("+") and len(digits) >= 11:
+        try:
+            return parse_phone("+" + digits, region)
+        except Invalid:
+            return ""
+    return ""
 
 
 def format_phone(e164: str) -> str:
     """Return a stored E.164 number the way people read it: (312) 555-0123 for US numbers."""
     try:
-        number = phonenumbers.parse(e164, "US")
-    except phonenumbers.NumberParseException:
+        number = _contained("", phonenumbers.parse, e164, "US")
+    except Invalid:
         return e164
     if number.country_code == 1:
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
@@ -105,11 +258,22 @@ def format_phone(e164: str) -> str:
 
 
 def phone_digits(e164: str) -> str:
-    """Return the national digits of a phone number (what HCP stores: 3125550123)."""
-    try:
-        return str(phonenumbers.parse(e164, "US").national_number)
-    except phonenumbers.NumberParseException:
-        return re.sub(r"\D", "", e164)[-10:]
+    """Return the digits HCP stores for a number: national ones for +1, else country + national.
+
+    (312) 555-0123 → 3125550123; +44 20 7946 0958 → 442079460958, never 2079460958, which is a
+    US number in Maine. To compare two numbers use `phone_key`.
+    """
+    key = phone_key(e164)
+    if not key:
+        return re.sub(r"[^0-9]", "", code_text(e164))[-15:]
+    if key.startswith("+1"):
+        return key[2:]
+    return key[1:]
+
+
+# -- email -----------------------------------------------------------------------------------
+
+EMAIL_HINT = "Enter an email address like name@example.com."
 
 
 def parse_email(value: object) -> str:
@@ -121,11 +285,10 @@ def parse_email(value: object) -> str:
     text = clean_text(value, max_length=254)
     if not text:
         raise Invalid("Enter your email address.")
-    try:
-        result = validate_email(text, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise Invalid("Enter an email address like name@example.com.") from exc
-    return result.normalized
+    if any(ch.isspace() for ch in text):
+        raise Invalid(EMAIL_HINT)
+    # EmailNotValidError, and anything else the library raises, becomes the field's message.
+    return _contained(EMAIL_HINT, validate_email, text, check_deliverability=False).normalized
 
 
 def normalise_email(value: str) -> str:
@@ -168,10 +331,12 @@ def parse_booking_date(
     Raises:
         Invalid: naming what is wrong with the date.
     """
-    text = ("" if value is None else str(value)).strip()
+    text = code_text(value)
     if not text:
         raise Invalid("Choose a preferred date.")
     try:
+        if not DATE_RE.match(text):  # fromisoformat also takes 20261201 and week dates
+            raise ValueError(text)
         day = date.fromisoformat(text)
     except ValueError as exc:
         raise Invalid("Enter the date as YYYY-MM-DD, for example 2026-12-01.") from exc

@@ -3,7 +3,7 @@
 
 PYTHON="${PYTHON:-python3}"
 
-ensure_venv() {  # ensure_venv [extra]: .venv with the project installed (and the extra, e.g. test)
+ensure_venv() {  # ensure_venv [extra]: .venv with the project (and an extra: test, embedded)
   local extra="${1:-}" spec="." stamp
   [ -n "$extra" ] && spec=".[$extra]"
   if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -17,12 +17,35 @@ ensure_venv() {  # ensure_venv [extra]: .venv with the project installed (and th
       "$PYTHON" -m venv .venv
     fi
   fi
-  stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extra:-base}"
+  # The exact versions of constraints.txt (scripts/lock makes it); a change to it or to
+  # pyproject.toml changes the stamp, so the next run installs again.
+  stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-${extra:-base}"
   if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e "$spec"
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e "$spec"
+    check_lock
     touch "$stamp"
   fi
+}
+
+check_lock() {  # every package in .venv is pinned in constraints.txt (fails under CI=true)
+  local missing
+  missing="$(.venv/bin/python - <<'PY'
+import importlib.metadata as md
+import re
+
+def norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+with open("constraints.txt") as f:
+    pinned = {norm(line.split("==")[0]) for line in f if "==" in line}
+installed = {norm(d.metadata["Name"]) for d in md.distributions()}
+print(" ".join(sorted(installed - pinned - {"hcpform", "pip", "setuptools", "wheel"})))
+PY
+)"
+  [ -z "$missing" ] && return 0
+  echo "constraints.txt does not pin: $missing (run scripts/lock)." >&2
+  if [ "${CI:-}" = "true" ]; then exit 1; fi
 }
 
 ensure_debian_packages() {  # ensure_debian_packages PKG...: apt-get install the missing ones, if we can

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import threading
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +14,7 @@ from sqlalchemy import select
 from hcpform.extensions import db
 from hcpform.models import AdminUser, AuditEntry
 from tests.admin_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_of, make_admin, sign_in, text
+from tests.helpers import wait_for
 
 pytest_plugins = ["tests.admin_fixtures"]
 
@@ -95,6 +99,27 @@ def test_logout_is_a_post_and_ends_the_session(app, admin_client):
     assert audit_actions(app) == ["logout"]
 
 
+def test_a_session_cookie_copied_before_logout_is_refused_after_it(app, admin_client):
+    assert admin_client.get("/admin/").status_code == 200
+    copied = admin_client.get_cookie("session").value
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/admin/").status_code == 200  # the copy works while the session lives
+    assert admin_client.post("/admin/logout").status_code == 303
+    response = thief.get("/admin/")
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/admin/login")
+    assert thief.get("/admin/submissions").status_code == 303
+    # Signing in again gives a working session; the old copy stays dead.
+    with app.app_context():
+        admin = db.session.scalar(select(AdminUser))
+        assert admin.session_epoch == 1
+    sign_in(admin_client, admin)
+    assert admin_client.get("/admin/").status_code == 200
+    thief.set_cookie("session", copied)
+    assert thief.get("/admin/").status_code == 303
+
+
 @pytest.mark.parametrize(
     ("key", "age"),
     [("admin_seen_at", timedelta(minutes=31)), ("admin_login_at", timedelta(hours=12, minutes=1))],
@@ -140,54 +165,106 @@ def test_production_session_cookie_is_secure(settings, tmp_path):
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
 
 
-@pytest.fixture
-def limited_app(settings, tmp_path, redis_server):
-    """An app with rate limits on (the test settings turn them off)."""
-    import redis
-
+def make_limited_app(settings: dict[str, Any], path: Any, **extra: Any) -> Any:
+    """Return an app with rate limits on (the test settings turn them off) and one admin."""
     from hcpform import create_app
     from hcpform.database import ensure_default_form
 
-    redis.Redis.from_url(redis_server.url).flushdb()
     app = create_app(
-        {"TESTING": True, **settings, "RATELIMIT_ENABLED": True, "WTF_CSRF_ENABLED": False},
-        instance_path=str(tmp_path / "limited"),
+        {
+            "TESTING": True,
+            **settings,
+            "RATELIMIT_ENABLED": True,
+            "WTF_CSRF_ENABLED": False,
+            **extra,
+        },
+        instance_path=str(path),
     )
     with app.app_context():
         db.create_all()
         ensure_default_form()
         make_admin()
+    return app
+
+
+@pytest.fixture(params=["redis", "memory"])
+def limited_app(request, settings, tmp_path, redis_server):
+    """An app with rate limits on, counting in Redis or (Redis down) in process memory."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    extra = {"RATELIMIT_STORAGE_URI": "memory://"} if request.param == "memory" else {}
+    app = make_limited_app(settings, tmp_path / "limited", **extra)
     yield app
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
 
 
-def _login(client: Any, email: str, password: str, ip: str) -> int:
+def _post_login(client: Any, email: str, password: str, ip: str) -> Any:
     return client.post(
         "/admin/login",
         data={"email": email, "password": password},
         environ_base={"REMOTE_ADDR": ip},
-    ).status_code
-
-
-def test_login_is_throttled_after_five_failures_per_account(limited_app):
-    client = limited_app.test_client()
-    for n in range(5):
-        assert _login(client, ADMIN_EMAIL, "wrong", f"10.0.0.{n}") == 401
-    # From a sixth address, even the right password waits: the account is throttled.
-    response = client.post(
-        "/admin/login",
-        data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
-        environ_base={"REMOTE_ADDR": "10.0.0.99"},
     )
-    assert response.status_code == 429
-    assert "Too many failed sign-in attempts" in text(response)
-    # Another account is not affected.
-    assert _login(client, "other@example.com", "wrong", "10.0.1.1") == 401
 
 
-def test_login_is_throttled_after_five_failures_per_ip(limited_app):
+def _login(client: Any, email: str, password: str, ip: str) -> int:
+    return _post_login(client, email, password, ip).status_code
+
+
+def test_a_strangers_failures_never_lock_the_admin_out(limited_app):
+    limited_app.config["LOGIN_FIRST_DELAY_SECONDS"] = 60  # no try frees up during the test
+    client = limited_app.test_client()
+    # Strangers on many addresses, and one stranger until refused.
+    for n in range(6):
+        assert _login(client, ADMIN_EMAIL, "wrong", f"10.0.0.{n}") == 401
+    for _ in range(3):
+        assert _login(client, ADMIN_EMAIL, "wrong", "10.0.0.200") == 401
+    assert _login(client, ADMIN_EMAIL, "wrong", "10.0.0.200") == 429
+    # The admin, from the office's address, signs in at once.
+    assert _login(client, ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.9.9") == 303
+
+
+def test_each_further_failure_of_one_account_from_one_address_waits_longer(limited_app):
+    limited_app.config["LOGIN_FIRST_DELAY_SECONDS"] = 4  # 2 s by default; room for a slow CI
+    client = limited_app.test_client()
+    ip = "10.1.1.1"
+    for _ in range(3):  # three free tries: typos happen
+        assert _login(client, ADMIN_EMAIL, "wrong", ip) == 401
+    first = _post_login(client, ADMIN_EMAIL, "wrong", ip)
+    assert first.status_code == 429
+    assert re.search(r"Too many failed sign-in attempts\. Wait [1-4] seconds?,", text(first))
+    assert 1 <= int(first.headers["Retry-After"]) <= 4
+    # Even the right password waits on this pair; the refused tries did not add to the wait.
+    assert _login(client, ADMIN_EMAIL, ADMIN_PASSWORD, ip) == 429
+    again = _post_login(client, ADMIN_EMAIL, "wrong", ip).headers["Retry-After"]
+    assert int(again) <= int(first.headers["Retry-After"])
+
+    def fourth_try_checked() -> bool:
+        """the fourth try is checked once its wait is over"""
+        return _login(client, ADMIN_EMAIL, "wrong", ip) == 401
+
+    wait_for(fourth_try_checked, timeout=10, interval=0.25)
+    second = _post_login(client, ADMIN_EMAIL, "wrong", ip)
+    assert second.status_code == 429
+    assert int(second.headers["Retry-After"]) >= 7  # 8 s after the fourth, not 4
+    assert int(second.headers["Retry-After"]) > int(first.headers["Retry-After"])
+    # The same account from another address is not slowed; another account here neither.
+    assert _login(client, ADMIN_EMAIL, ADMIN_PASSWORD, "10.1.1.2") == 303
+    assert _login(client, "other@example.com", "wrong", ip) == 401
+
+
+def test_the_growing_delay_doubles_and_is_capped():
+    from hcpform.admin.throttle import pair_delay_offset
+
+    offsets = [pair_delay_offset(n, 3, 2, 900) for n in range(1, 16)]
+    assert offsets[:3] == [0, 0, 0]
+    gaps = [b - a for a, b in zip(offsets[2:], offsets[3:], strict=False)]
+    assert gaps == [2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900]
+
+
+def test_login_is_refused_after_five_failures_per_ip(limited_app):
     client = limited_app.test_client()
     for n in range(5):
         assert _login(client, f"guess{n}@example.com", "wrong", "10.9.9.9") == 401
@@ -195,10 +272,50 @@ def test_login_is_throttled_after_five_failures_per_ip(limited_app):
     assert _login(client, ADMIN_EMAIL, ADMIN_PASSWORD, "10.9.9.10") == 303
 
 
+def test_an_ipv6_client_is_counted_by_its_64_network(limited_app):
+    client = limited_app.test_client()
+    for n in range(5):
+        assert _login(client, f"guess{n}@example.com", "wrong", f"2001:db8:1:2::{n + 1}") == 401
+    assert _login(client, "guess9@example.com", "wrong", "2001:db8:1:2:ffff::9") == 429
+    assert _login(client, ADMIN_EMAIL, ADMIN_PASSWORD, "2001:db8:1:3::1") == 303
+
+
 def test_successful_logins_do_not_count_toward_the_limit(limited_app):
     client = limited_app.test_client()
     for _ in range(7):
         assert _login(client, ADMIN_EMAIL, ADMIN_PASSWORD, "10.8.8.8") == 303
+
+
+def _fire_in_parallel(app: Any, attempts: list[tuple[str, str, str]]) -> Counter:
+    """Send every (email, password, ip) login at the same moment; count the answers by status."""
+    barrier = threading.Barrier(len(attempts))
+    statuses: list[int] = []
+
+    def attempt(email: str, password: str, ip: str) -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(_login(client, email, password, ip))
+
+    threads = [threading.Thread(target=attempt, args=a) for a in attempts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(statuses) == len(attempts)
+    return Counter(statuses)
+
+
+def test_parallel_wrong_passwords_from_one_address_are_each_counted(limited_app):
+    guesses = [(f"guess{n}@example.com", "wrong", "10.7.7.7") for n in range(16)]
+    assert _fire_in_parallel(limited_app, guesses) == {401: 5, 429: 11}
+    assert audit_actions(limited_app).count("login failed") == 5
+
+
+def test_parallel_wrong_passwords_for_one_account_get_three_tries(limited_app):
+    limited_app.config["LOGIN_FIRST_DELAY_SECONDS"] = 60  # no try frees up during the test
+    guesses = [(ADMIN_EMAIL, "wrong", "10.6.6.6")] * 12
+    assert _fire_in_parallel(limited_app, guesses) == {401: 3, 429: 9}
+    assert audit_actions(limited_app).count("login failed") == 3
 
 
 def test_admin_posts_need_the_csrf_token(app, admin_client):

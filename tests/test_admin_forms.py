@@ -118,6 +118,48 @@ def test_settings_are_validated_and_normalised(app, admin_client):
     assert form_row(app).service_area_zips == []
 
 
+def test_plain_http_embedding_origins_are_refused_in_production_only(app, admin_client):
+    local = "http://localhost:8000\nhttps://www.example.com"
+    response = save(admin_client, allowed_domains=local)
+    assert response.status_code == 303, text(response)[:3000]
+    assert form_row(app).allowed_domains == ["http://localhost:8000", "https://www.example.com"]
+    app.config["PRODUCTION"] = True
+    response = save(admin_client, allowed_domains="http://shop.example.com\nhttps://a.example")
+    assert response.status_code == 400
+    page = text(response)
+    assert "must use https:// in production; change or remove: http://shop.example.com" in page
+    assert form_row(app).allowed_domains == ["http://localhost:8000", "https://www.example.com"]
+    response = save(admin_client, allowed_domains="https://shop.example.com")
+    assert response.status_code == 303, text(response)[:3000]
+    assert form_row(app).allowed_domains == ["https://shop.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("https://WWW.Example.com/", "https://www.example.com"),
+        ("https://example.com:443", "https://example.com"),
+        ("http://example.com:80/", "http://example.com"),
+        ("https://example.com:8443", "https://example.com:8443"),
+        ("https://Bücher.example", "https://xn--bcher-kva.example"),
+        ("https://ｅｘａｍｐｌｅ.com", "https://example.com"),
+    ],
+)
+def test_embedding_origins_are_stored_as_browsers_compare_them(app, admin_client, typed, stored):
+    response = save(admin_client, allowed_domains=typed)
+    assert response.status_code == 303, text(response)[:3000]
+    assert form_row(app).allowed_domains == [stored]
+
+
+@pytest.mark.parametrize(
+    "typed", ["https://a..example", "https://*.example.com", "ftp://example.com", "https://"]
+)
+def test_embedding_origins_that_are_not_origins_are_named(admin_client, typed):
+    response = save(admin_client, allowed_domains=typed)
+    assert response.status_code == 400
+    assert f"these are not: {typed}" in text(response)
+
+
 def test_settings_apply_to_the_live_wizard_at_once(app, admin_client, client):
     response = save(
         admin_client,

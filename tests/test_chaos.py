@@ -29,7 +29,11 @@ N = int(os.environ.get("HCPFORM_CHAOS_N", "50"))
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(max(300, int(N * 2) + 180))]
 SEED = int(os.environ.get("HCPFORM_CHAOS_SEED", "20261127"))
 WORKERS = 3
-LEASE = 5
+# The shortest lease check_config allows with these timeouts (the sandbox is local): a job
+# timeout of 10 calls x (0.1 + 0.1 + 0.6) s = 8 s, and one call more. A worker is killed every
+# 2-4 s, so a longer lease would leave most rows held by dead workers at any moment.
+LEASE = 9
+JOB_TIMEOUT = 8
 REFERENCE_RE = re.compile(r"HCP-[0-9A-Z]{5}")
 STREETS = ("1234 N Clark St", "55 W Belmont Ave", "900 S Wabash Avenue", "17 Lake Shore Dr")
 
@@ -46,10 +50,12 @@ def settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {
         **settings,
         "SYNC_LEASE_SECONDS": LEASE,
-        "SYNC_JOB_TIMEOUT": LEASE - 1,
+        "SYNC_JOB_TIMEOUT": JOB_TIMEOUT,
+        "HCP_READ_TIMEOUT": 0.6,
+        "HCP_CONNECT_TIMEOUT": 0.1,
+        "SYNC_RATE_LIMIT_WAIT_SECONDS": 0.1,
         "SWEEP_INTERVAL_SECONDS": 2,
         "SWEEP_PENDING_GRACE_SECONDS": 2,
-        "HCP_READ_TIMEOUT": 2.0,
         "SYNC_RETRY_BASE_SECONDS": 0.2,
         "SYNC_RETRY_CAP_SECONDS": 2,
     }

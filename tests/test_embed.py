@@ -85,6 +85,19 @@ def test_embed_pages_may_be_framed_by_the_allowed_domains_only(client, app):
     )
 
 
+def test_frame_policy_normalises_rows_and_drops_http_in_production(client, app):
+    # Rows written before production, or by hand: the policy applies the admin form's rules.
+    set_form(app, allowed_domains=[
+        "http://shop.example.com", "https://WWW.Example.com:443/", "https://www.example.com",
+    ])  # fmt: skip
+    response = client.get(f"/embed/{SLUG}/")
+    assert frame_ancestors(response) == "http://shop.example.com https://www.example.com"
+    app.config["PRODUCTION"] = True
+    response = client.get(f"/embed/{SLUG}/")
+    assert frame_ancestors(response) == "https://www.example.com"
+    assert 'data-parent-origins="https://www.example.com"' in response.get_data(as_text=True)
+
+
 @pytest.mark.parametrize(
     "path", ["/", f"/f/{SLUG}/", f"/f/{SLUG}/location", "/healthz", "/admin/", "/static/embed.js",
              f"/f/{SLUG}/theme.css", "/f/no-such-form/", "/nowhere"],

@@ -832,14 +832,14 @@ def test_iter_pages_without_page_size_sends_page_only_from_page_two(
     assert [t["id"] for t in make_client().job_types()] == ["jt_1", "jt_2"]
 
 
-# -- against the real sandbox (hcpform/hcp/sandbox.py) ----------------------------------------
+# -- against the real sandbox (hcpform_sandbox) ------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def live_sandbox() -> Iterator[Any]:
     """The project's HCP sandbox on a free localhost port, for this module."""
-    module = pytest.importorskip("hcpform.hcp.sandbox", reason="the HCP sandbox is not available")
-    server = module.SandboxServer(port=0)
+    module = pytest.importorskip("hcpform_sandbox", reason="the HCP sandbox is not available")
+    server = module.SandboxServer(port=0, job_types=("Plumbing repair", "Drain cleaning"))
     server.start()
     yield server
     server.stop()

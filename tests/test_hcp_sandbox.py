@@ -1,8 +1,10 @@
-"""Tests of the HCP sandbox (real HTTP) and of the OpenAPI request/response validator."""
+"""Tests of the HCP sandbox (real HTTP) and of its contract checks against HCP's definition."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -13,16 +15,11 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
-from jsonschema import Draft202012Validator
 
-from hcpform.hcp import spec
-from hcpform.hcp.sandbox import (
-    DEFAULT_API_KEY,
-    JOB_TYPE_NAMES,
-    SandboxServer,
-    create_sandbox_app,
-    sandbox_command,
-)
+from hcpform.formdefs import TEMPLATE_SERVICE_TYPES as JOB_TYPE_NAMES
+from hcpform_sandbox import DEFAULT_API_KEY, SandboxServer, create_sandbox_app
+from hcpform_sandbox.cli import sandbox_command
+from hcpform_sandbox.contract import contract
 
 AUTH = {"Authorization": f"Token {DEFAULT_API_KEY}"}
 ID_RE = {p: re.compile(rf"^{p}_[0-9a-f]{{32}}$") for p in ("cus", "adr", "job", "pro", "lea")}
@@ -43,7 +40,7 @@ class Hcp:
         if check:
             is_json = response.headers.get("Content-Type", "").startswith("application/json")
             body = response.json() if is_json else None
-            problems = spec.validate_response(method, path, response.status_code, body)
+            problems = contract().check_response(method, path, response.status_code, body)
             assert problems == [], (method, path, response.status_code, problems)
         return response
 
@@ -75,7 +72,7 @@ class Hcp:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
-    with SandboxServer(rng_seed=1234) as srv:
+    with SandboxServer(rng_seed=1234, job_types=JOB_TYPE_NAMES) as srv:
         yield srv
 
 
@@ -587,22 +584,51 @@ def test_cli_options() -> None:
     assert sandbox_command.name == "hcp-sandbox"
 
 
-# --------------------------------------------------------------------------- spec validator
+# --------------------------------------------------------------------------- the package
 
 
-def test_every_converted_schema_is_valid_json_schema() -> None:
-    contract = spec.contract()
-    for name in contract.defs:
-        Draft202012Validator.check_schema(spec.schema_for(name))
-    for (method, template), op in contract.operations.items():
+def test_the_sandbox_imports_nothing_of_hcpform() -> None:
+    """The product imports the sandbox only to run it; the sandbox never imports the product."""
+    code = (
+        "import sys, hcpform_sandbox, hcpform_sandbox.cli\n"
+        "mine = sorted(m for m in sys.modules if m == 'hcpform' or m.startswith('hcpform.'))\n"
+        "assert not mine, mine"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_job_types_are_given_at_construction() -> None:
+    app = create_sandbox_app(job_types=("Sewer line", "Gutters"))
+    listing = app.test_client().get("/job_fields/job_types", headers=AUTH).get_json()
+    assert [t["name"] for t in listing["job_types"]] == ["Sewer line", "Gutters"]
+    assert (
+        create_sandbox_app()
+        .test_client()
+        .get("/job_fields/job_types", headers=AUTH)
+        .get_json()["job_types"]
+        == []
+    )
+    assert "--job-type" in CliRunner().invoke(sandbox_command, ["--help"]).output
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def problems(method: str, path: str, query: Any = None, body: Any = None) -> list[str]:
+    return [str(v) for v in contract().check_request(method, path, query, body).violations]
+
+
+def test_every_operation_of_the_definition_is_found() -> None:
+    c = contract()  # loading it also checks the mended definition with openapi-spec-validator
+    for method, template in c.operations:
         concrete = re.sub(r"{[^}]+}", "x1", template)
-        assert spec.find_operation(method, concrete) is not None, (method, template)
-        if op.request_schema is not None:
-            Draft202012Validator.check_schema(contract.bundle(op.request_schema))
-        for status in op.responses:
-            schema = spec.response_schema(method, concrete, status)
-            if schema is not None:
-                Draft202012Validator.check_schema(schema)
+        assert c.template(method, concrete) is not None, (method, template)
+    assert c.template("POST", "/jobs/lock") == "/jobs/lock"
+    assert c.template("GET", "/jobs/job_1") == "/jobs/{id}"
+    assert c.template("GET", "/customers/c1/addresses/a1") == (
+        "/customers/{customer_id}/addresses/{address_id}"
+    )
 
 
 def test_validate_request_customer_create() -> None:
@@ -616,44 +642,43 @@ def test_validate_request_customer_create() -> None:
         "tags": ["web"],
         "addresses": [dict(ADDRESS, street_line_2="Apt 2", country="US")],
     }
-    assert spec.validate_request("POST", "/customers", {}, valid) == []
-    assert spec.validate_request("POST", "/customers", {}, {"email": "j@example.com"}) == []
+    assert problems("POST", "/customers", {}, valid) == []
+    assert problems("POST", "/customers", {}, {"email": "j@example.com"}) == []
 
-    def problems(body: Any) -> list[str]:
-        return spec.validate_request("POST", "/customers", {}, body)
+    def customer(body: Any) -> list[str]:
+        return problems("POST", "/customers", {}, body)
 
-    assert problems({"first_name": "J", "addresses": "1 Main St"}) == [
+    assert customer({"first_name": "J", "addresses": "1 Main St"}) == [
         "body.addresses: '1 Main St' is not of type 'array'"
     ]
-    assert problems({"first_name": "J", "tags": [1]}) == ["body.tags[0]: 1 is not of type 'string'"]
-    assert problems({"first_name": "J", "notes": None})  # notes is not nullable
-    assert problems({"first_name": "J", "notifications_enabled": "yes"})
-    assert problems({"first_name": "J", "addresses": [{"zip": 78704}]}) == [
+    assert customer({"first_name": "J", "tags": [1]}) == ["body.tags[0]: 1 is not of type 'string'"]
+    assert customer({"first_name": "J", "notes": None}) == [
+        "body.notes: None is not of type 'string'"  # notes is not nullable
+    ]
+    assert customer({"first_name": "J", "notifications_enabled": "yes"})
+    assert customer({"first_name": "J", "addresses": [{"zip": 78704}]}) == [
         "body.addresses[0].zip: 78704 is not of type 'string'"
     ]
-    assert problems({"first_name": "J", "adresses": []})[0].startswith(
+    assert customer({"first_name": "J", "adresses": []})[0].startswith(
         "body.adresses: unknown field"
     )
-    assert problems({"first_name": None, "company": "Acme"}) == [
+    assert customer({"first_name": None, "company": "Acme"}) == [
         "body: one of first_name, last_name, email, mobile_number, home_number, work_number "
         "is required"
     ]
-    assert problems(None) == ["body: a JSON request body is required"]
-    assert problems(["not", "an", "object"])
+    assert customer(None) == ["body: a JSON request body is required"]
+    assert customer(["not", "an", "object"])
 
 
 def test_validate_request_address_create() -> None:
     body = dict(ADDRESS, country="US", street_line_2=None, latitude=30.26, longitude="-97.74")
-    assert spec.validate_request("POST", "/customers/cus_1/addresses", {}, body) == []
+    path = "/customers/cus_1/addresses"
+    assert problems("POST", path, {}, body) == []
     missing = {k: v for k, v in body.items() if k != "zip"}
-    assert spec.validate_request("POST", "/customers/cus_1/addresses", {}, missing) == [
-        "body.zip: is missing"
-    ]
+    assert problems("POST", path, {}, missing) == ["body.zip: is missing"]
     typed = dict(body, type="service")  # not in AddressCreate: HCP would ignore it
-    assert spec.validate_request("POST", "/customers/cus_1/addresses", {}, typed)[0].startswith(
-        "body.type: unknown field"
-    )
-    assert spec.validate_request("POST", "/customers/cus_1/addresses", {}, dict(body, city=None))
+    assert problems("POST", path, {}, typed)[0].startswith("body.type: unknown field")
+    assert problems("POST", path, {}, dict(body, city=None))
 
 
 def test_validate_request_job_create() -> None:
@@ -669,75 +694,69 @@ def test_validate_request_job_create() -> None:
         "job_fields": {"job_type_id": "jt_1"},
         "assigned_employee_ids": ["pro_1"],
     }
-    assert spec.validate_request("POST", "/jobs", {}, body) == []
+    assert problems("POST", "/jobs", {}, body) == []
 
-    def problems(**changes: Any) -> list[str]:
-        return spec.validate_request("POST", "/jobs", {}, {**body, **changes})
+    def job(**changes: Any) -> list[str]:
+        return problems("POST", "/jobs", {}, {**body, **changes})
 
     no_ids = {k: v for k, v in body.items() if k not in ("customer_id", "address_id")}
-    assert spec.validate_request("POST", "/jobs", {}, no_ids) == [
+    assert problems("POST", "/jobs", {}, no_ids) == [
         "body.customer_id: is missing",
         "body.address_id: is missing",
     ]
-    assert problems(schedule={"arrival_window": "120"}) == [
+    assert job(schedule={"arrival_window": "120"}) == [
         "body.schedule.arrival_window: '120' is not of type 'integer'"
     ]
-    assert problems(schedule={"scheduled_start": "tomorrow"}) == [
+    assert job(schedule={"scheduled_start": "tomorrow"}) == [
         "body.schedule.scheduled_start: 'tomorrow' is not an ISO-8601 date-time"
     ]
-    assert problems(schedule={"anytime": True}) == [
+    assert job(schedule={"anytime": True}) == [
         "body.schedule.anytime_start_date: is required when anytime is true"
     ]
-    assert problems(line_items=[{"unit_price": 1}]) == ["body.line_items[0].name: is missing"]
-    assert problems(lead_source=None)  # JobCreate.lead_source is not nullable
-    assert problems(description="x")[0].startswith("body.description: unknown field")
+    assert job(line_items=[{"unit_price": 1}]) == ["body.line_items[0].name: is missing"]
+    assert job(lead_source=None)  # JobCreate.lead_source is not nullable
+    assert job(description="x")[0].startswith("body.description: unknown field")
 
 
 def test_validate_request_query_paths_and_methods() -> None:
     ok = {"q": ["jane"], "page": ["2"], "page_size": ["200"], "expand[]": ["attachments"]}
-    assert spec.validate_request("GET", "/customers", ok, None) == []
+    assert problems("GET", "/customers", ok) == []
     jobs = {"work_status[]": ["scheduled", "unscheduled"], "employee_ids[]": ["pro_1", "pro_2"]}
-    assert spec.validate_request("GET", "/jobs", jobs, None) == []  # employee_ids has no items
-    assert spec.validate_request("GET", "/jobs", {"work_status": ["scheduled"]}, None) == [
+    assert problems("GET", "/jobs", jobs) == []  # employee_ids has no items in the definition
+    assert problems("GET", "/jobs", {"work_status": ["scheduled"]}) == [
         "query.work_status: must be an array: send it as work_status[]"
     ]
-    assert spec.validate_request("GET", "/jobs", {"work_status[]": ["done"]}, None)
-    assert spec.validate_request("GET", "/customers", {"page": ["two"]}, None)
-    assert spec.validate_request("GET", "/customers", {"q[]": ["x"]}, None)
-    assert spec.validate_request("GET", "/customers", {"modified_since": ["x"]}, None)
-    assert spec.validate_request("GET", "/customers", {"page": "3"}, None) == []  # plain str
+    assert problems("GET", "/jobs", {"work_status[]": ["done"]})
+    assert problems("GET", "/customers", {"page": ["two"]})
+    assert problems("GET", "/customers", {"q[]": ["x"]})
+    assert problems("GET", "/customers", {"q": ["x", "y"]}) == ["query.q: given more than once"]
+    assert problems("GET", "/customers", {"modified_since": ["x"]})[0].startswith(
+        "query.modified_since: unknown parameter"
+    )
+    assert problems("GET", "/customers", {"page": "3"}) == []  # a plain str
     # GET /jobs' spurious requestBody and the addresses GET's misplaced schema are not bodies.
-    assert spec.validate_request("GET", "/jobs", {}, None) == []
-    assert spec.validate_request("GET", "/customers/c/addresses", {}, None) == []
-    assert spec.validate_request("GET", "/jobs", {}, {"x": 1}) == [
-        "body: GET requests take no body"
-    ]
-    assert spec.validate_request("DELETE", "/customers/c", {}, None) == [
-        "method: DELETE is not defined for /customers/{customer_id} (defined: GET, PUT)"
-    ]
-    assert spec.validate_request("GET", "/v1/customers", {}, None) == [
+    assert problems("GET", "/jobs") == []
+    assert problems("GET", "/customers/c/addresses") == []
+    assert problems("GET", "/jobs", {}, {"x": 1}) == ["body: GET /jobs takes no request body"]
+    assert problems("DELETE", "/customers/c") == ["method: DELETE is not defined for /customers/c"]
+    assert problems("GET", "/v1/customers") == [
         "path: no path in the definition matches /v1/customers"
     ]
-    assert spec.match_path("/jobs/lock") == ("/jobs/lock", {})
-    assert spec.match_path("/jobs/job_1") == ("/jobs/{id}", {"id": "job_1"})
-    assert spec.match_path("https://api.housecallpro.com/customers/c1/addresses/a1?x=1") == (
-        "/customers/{customer_id}/addresses/{address_id}",
-        {"customer_id": "c1", "address_id": "a1"},
-    )
+    assert problems("GET", "https://api.housecallpro.com/customers?x=1") == []
 
 
-def test_response_schemas() -> None:
-    addresses = spec.response_schema("GET", "/customers/c1/addresses", 200)
-    assert addresses is not None  # taken from the misplaced requestBody
+def test_response_checks() -> None:
+    check = contract().check_response
     envelope = {"page": 1, "page_size": 10, "total_pages": 0, "total_items": 0, "addresses": []}
-    assert spec.validate_response("GET", "/customers/c1/addresses", 200, envelope) == []
-    assert spec.validate_response("GET", "/customers", 200, {"customers": []})
-    assert spec.validate_response("POST", "/customers/c1/addresses", 201, {"id": "a"}) == [
+    assert check("GET", "/customers/c1/addresses", 200, envelope) == []  # the misplaced schema
+    assert check("GET", "/customers/c1/addresses", 200, {"addresses": "x"})
+    assert check("GET", "/customers", 200, {"customers": []})
+    assert check("POST", "/customers/c1/addresses", 201, {"id": "a"}) == [
         "status: 201 is not documented for POST /customers/{customer_id}/addresses (200)"
     ]
-    assert spec.validate_response("POST", "/jobs", 422, {"errors": {"x": ["y"]}}) == []
-    assert spec.validate_response("POST", "/jobs", 422, {"oops": 1})
+    assert check("POST", "/jobs", 422, {"errors": {"x": ["y"]}}) == []
+    assert check("POST", "/jobs", 422, {"oops": 1})
     job = {"id": "job_1", "job_fields": {"job_type": None, "business_unit": None}}
-    assert spec.validate_response("POST", "/jobs", 201, job) == []  # null, as live HCP sends
-    assert spec.validate_response("POST", "/jobs", 201, job, strict=True)
-    assert spec.validate_response("GET", "/company", 200, {"default_arrival_window": 120})
+    assert check("POST", "/jobs", 201, job) == []  # null, as live HCP sends
+    assert check("POST", "/jobs", 201, job, strict=True)
+    assert check("GET", "/company", 200, {"default_arrival_window": 120})

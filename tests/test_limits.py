@@ -197,3 +197,134 @@ def test_redis_down_never_blocks_the_wizard_and_limits_hold_in_memory(client, ap
         assert_refused_cleanly(send(wizards[3]), app, wizards[3], before=3)
     finally:
         redis_server.start()
+
+
+# -- drafts, out-of-area posts, page views; IPv6 by /64 --------------------------------------
+
+
+def draft_count(app: Any) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count(Draft.id)))
+
+
+def assert_429_page(response: Any, *, embed: bool = False) -> None:
+    """The friendly 429: plain words, the business's phone, Retry-After; the right layout."""
+    page = response.get_data(as_text=True)
+    assert response.status_code == 429, page[:500]
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "Too many requests" in page and "(312) 555-0100" in page
+    assert response.headers["Cache-Control"] == "no-store"
+    assert ('class="site-header"' in page) is not embed  # the iframe page has no site header
+
+
+@pytest.mark.parametrize("surface", ["f", "embed"])
+def test_new_drafts_from_one_ip_are_limited(make_app, surface):
+    app = make_app(RATELIMIT_DRAFTS_PER_IP="3/minute")
+    client = app.test_client()
+    for _ in range(3):
+        visitor = Wizard(app.test_client(), base=f"/{surface}/service-request")
+        visitor.open()
+        assert visitor.post({"zip": "60614"}).status_code == 200 and "Step 2 of 6" in visitor.page
+    before = draft_count(app)
+    fourth = Wizard(client, base=f"/{surface}/service-request")
+    fourth.open()
+    response = fourth.post({"zip": "60614"}, follow=False)
+    assert_429_page(response, embed=surface == "embed")
+    assert draft_count(app) == before
+    # Someone else, from another address, starts as usual.
+    client.environ_base["REMOTE_ADDR"] = "198.51.100.77"
+    other = Wizard(client, base=f"/{surface}/service-request")
+    other.open()
+    assert other.post({"zip": "60614"}).status_code == 200 and "Step 2 of 6" in other.page
+
+
+def test_an_existing_draft_goes_on_when_new_ones_are_refused(make_app):
+    app = make_app(RATELIMIT_DRAFTS_PER_IP="1/minute")
+    wizard = Wizard(app.test_client())
+    wizard.open()
+    wizard.post({"zip": "60614"})
+    refused = Wizard(app.test_client())
+    refused.open()
+    assert refused.post({"zip": "60614"}, follow=False).status_code == 429
+    assert wizard.post({"booking_type": "Electrical", "urgency": "soon"}).status_code == 200
+    assert "Step 3 of 6" in wizard.page
+
+
+def test_out_of_area_posts_from_one_ip_are_limited(make_app):
+    from hcpform.models import OutOfAreaRequest
+    from tests.helpers import set_form
+
+    app = make_app(RATELIMIT_OUT_OF_AREA_PER_IP="2/hour")
+    set_form(app, service_area_zips=["60614"])
+    wizard = Wizard(app.test_client())
+    wizard.open()
+    wizard.post({"zip": "10001"})
+    page = wizard.page
+    assert "serve ZIP 10001 yet" in page
+    for n in range(2):
+        wizard.page = page
+        assert wizard.post({"email": f"n{n}@example.com"}).status_code == 200
+    wizard.page = page
+    response = wizard.post({"email": "third@example.com"}, follow=False)
+    assert_429_page(response)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(OutOfAreaRequest.id))) == 2
+
+
+def test_forged_out_of_area_posts_do_not_use_up_the_allowance(make_app):
+    from tests.helpers import set_form
+
+    app = make_app(RATELIMIT_OUT_OF_AREA_PER_IP="1/hour")
+    set_form(app, service_area_zips=["60614"])
+    wizard = Wizard(app.test_client())
+    wizard.open()
+    wizard.post({"zip": "10001"})
+    for _ in range(3):
+        forged = wizard.client.post(wizard.url, data={"csrf_token": "forged", "email": ""})
+        assert forged.status_code == 400
+    assert wizard.post({"email": ""}).status_code == 200
+
+
+@pytest.mark.parametrize("surface", ["f", "embed"])
+def test_page_views_from_one_ip_are_limited(make_app, surface):
+    app = make_app(RATELIMIT_PAGE_VIEWS_PER_IP="5/minute")
+    client = app.test_client()
+    for _ in range(5):
+        assert client.get(f"/{surface}/service-request/").status_code == 200
+    # The stylesheet every page loads is no page view.
+    assert client.get(f"/{surface}/service-request/theme.css").status_code == 200
+    assert_429_page(client.get(f"/{surface}/service-request/"), embed=surface == "embed")
+    client.environ_base["REMOTE_ADDR"] = "198.51.100.78"
+    assert client.get(f"/{surface}/service-request/").status_code == 200
+
+
+def test_ipv6_clients_are_counted_by_their_64_network(make_app):
+    app = make_app(RATELIMIT_DRAFTS_PER_IP="2/minute")
+
+    def start_from(address: str) -> int:
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        wizard = Wizard(client)
+        wizard.open()
+        return wizard.post({"zip": "60614"}, follow=False).status_code
+
+    assert start_from("2001:db8:aa:1::1") == 302
+    assert start_from("2001:db8:aa:1:ffff:ffff:ffff:fffe") == 302
+    assert start_from("2001:db8:aa:1::2") == 429  # the same /64: the same household or host
+    assert start_from("2001:db8:aa:2::1") == 302  # the next /64 is someone else
+
+
+def test_ip_key():
+    from hcpform.limits import ip_key
+
+    assert ip_key("203.0.113.7") == "203.0.113.7"
+    assert ip_key("2001:db8:1:2:3:4:5:6") == ip_key("2001:db8:1:2::9") == "2001:db8:1:2::/64"
+    assert ip_key("::ffff:203.0.113.7") == "203.0.113.7"
+    assert ip_key("fe80::1%eth0") == "fe80::/64"
+    assert ip_key("") == "unknown" and ip_key("not an ip") == "not an ip"
+
+
+def test_the_defaults_let_a_household_walk_the_wizard_a_few_times(make_app):
+    app = make_app(RATELIMIT_SUBMIT_PER_IP="100/minute")  # only the new limits, at defaults
+    for _ in range(4):
+        assert send(ready_to_send(app.test_client())).status_code == 302

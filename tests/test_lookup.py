@@ -35,18 +35,52 @@ def walk_to_classification(client, answers=None) -> Wizard:
     return wizard
 
 
+def hint_of(page: str) -> str:
+    """Return the text of the returning-customer notice on a page ('' when there is none)."""
+    if "data-lookup-hint" not in page:
+        return ""
+    return page.split("data-lookup-hint", 1)[1].split("</div>", 1)[0]
+
+
 def test_returning_customer_sees_only_a_masked_hint(client, app, sandbox):
     seed_customer(sandbox)
     wizard = walk_to_classification(client)
     assert "Step 5 of 6" in wizard.page
-    assert "J. D., 12•• N Clark St" in wizard.page
+    hint = hint_of(wizard.page)
+    assert "We have this number on file" in hint and "ending in <strong>••34</strong>?" in hint
     assert 'value="false" checked' in wizard.page  # isFirstTimeClient prefilled: returning
-    for secret in ("Doe", "jane.doe@example.com", "1234 N Clark"):
-        # what the person typed is theirs; the hint itself reveals none of HCP's record
-        assert secret not in wizard.page.split("data-lookup-hint")[1].split("</div>")[0]
+    # HCP's record gives away nothing else: no initials, no name, no street name or number.
+    for secret in ("J.", "D.", "Jane", "Doe", "Clark", "1234", "12••", "jane.doe"):
+        assert secret not in hint, secret
     with app.app_context():
         lookup = db.session.scalar(select(Draft.lookup))
         assert set(lookup) == {"phone", "matched", "hint"}
+        assert lookup["hint"] == "••34" and lookup["matched"] is True
+
+
+def test_a_number_on_file_without_a_house_number_says_only_that(client, sandbox):
+    seed_customer(sandbox, addresses=[])
+    hint = hint_of(walk_to_classification(client).page)
+    assert "We have this number on file." in hint and "ending in" not in hint
+
+
+def test_an_international_number_is_not_a_us_customer_with_the_same_digits(client, sandbox):
+    # (207) 946-0958 in Maine and +44 20 7946 0958 in London share their national digits.
+    seed_customer(sandbox, mobile_number="2079460958")
+    wizard = walk_to_classification(client, person(customer_phone="+44 20 7946 0958"))
+    assert "Step 5 of 6" in wizard.page and not hint_of(wizard.page)
+    us = walk_to_classification(
+        client.application.test_client(), person(customer_phone="(207) 946-0958")
+    )
+    assert "We have this number on file" in hint_of(us.page)
+
+
+def test_a_home_or_work_number_counts_only_with_the_same_last_name(client, sandbox):
+    seed_customer(sandbox, mobile_number=None, home_number="3125550142")
+    other_name = walk_to_classification(client, person(customer_lname="Smith"))
+    assert not hint_of(other_name.page)
+    same_name = walk_to_classification(client.application.test_client())
+    assert "••34" in hint_of(same_name.page)
 
 
 def test_new_customer_gets_no_hint(client, sandbox):
@@ -68,7 +102,7 @@ def test_lookup_is_cached(client, app, sandbox):
         f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers", timeout=5
     ).json()["count"]
     other = walk_to_classification(app.test_client())
-    assert "J. D." in other.page
+    assert "••34" in hint_of(other.page)
     after = requests.get(
         f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers", timeout=5
     ).json()["count"]
@@ -92,3 +126,40 @@ def test_lookups_are_rate_limited_per_ip(settings, tmp_path, sandbox, app):
         walk_to_classification(limited.test_client(), person(customer_phone=phone))
         searches = requests.get(url, timeout=5).json()["count"]
         assert searches == min(n + 1, 2)  # the third phone from this IP is not looked up
+
+
+def limited_app(settings, tmp_path, per_ip: str):
+    from hcpform import create_app
+
+    return create_app(
+        {"TESTING": True, **settings, "RATELIMIT_ENABLED": True, "RATELIMIT_LOOKUP_PER_IP": per_ip},
+        instance_path=str(tmp_path / "limited"),
+    )
+
+
+def test_the_cache_does_not_bypass_the_per_ip_limit(settings, tmp_path, sandbox, app):
+    seed_customer(sandbox)
+    limited = limited_app(settings, tmp_path, "2/hour")
+    hints = []
+    for _ in range(3):  # the same phone three times: the 2nd and 3rd answers are cached
+        client = limited.test_client()
+        hints.append(hint_of(walk_to_classification(client).page))
+    assert ["••34" in h for h in hints] == [True, True, False]
+
+
+def test_ipv6_clients_are_counted_by_their_64_network(settings, tmp_path, sandbox, app):
+    url = f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers"
+    limited = limited_app(settings, tmp_path, "2/hour")
+
+    def walk_from(address: str, phone: str) -> int:
+        client = limited.test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        walk_to_classification(client, person(customer_phone=phone))
+        return requests.get(url, timeout=5).json()["count"]
+
+    assert walk_from("2001:db8:1:2::1", "(312) 555-0101") == 1
+    assert walk_from("2001:db8:1:2::ffff", "(312) 555-0102") == 2
+    # A third address of the same /64 shares the allowance: no lookup.
+    assert walk_from("2001:db8:1:2:abcd::9", "(312) 555-0103") == 2
+    # Another /64 has an allowance of its own.
+    assert walk_from("2001:db8:1:3::1", "(312) 555-0104") == 3

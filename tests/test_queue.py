@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy import select
 
 from hcpform.extensions import db
 from hcpform.models import Status, Submission
+from hcpform.timeutil import utcnow
 from tests.conftest import free_port, kill_tree, worker_env
 from tests.helpers import Wizard, reference_in, wait_for
 
@@ -76,8 +76,16 @@ def test_redis_unreachable_at_submit_still_confirms_and_the_sweep_recovers(
 def test_worker_killed_between_customer_and_job_then_sweep_makes_one_job(
     client, app, sandbox, settings, start_worker
 ):
-    settings["SYNC_LEASE_SECONDS"] = 3  # the killed worker's claim runs out quickly
-    app.config["SYNC_LEASE_SECONDS"] = 3
+    # The shortest lease check_config allows: a job timeout of 10 x (0.25 + 0.25 + 1.5) s.
+    short = {
+        "HCP_READ_TIMEOUT": 1.5,
+        "HCP_CONNECT_TIMEOUT": 0.25,
+        "SYNC_RATE_LIMIT_WAIT_SECONDS": 0.25,
+        "SYNC_JOB_TIMEOUT": 20,
+        "SYNC_LEASE_SECONDS": 23,
+    }
+    settings.update(short)  # fmt: skip
+    app.config.update(short)
     # POST /jobs commits, then hangs: the worker is killed while waiting for the answer.
     requests.post(
         f"{sandbox.url}/_sandbox/faults",
@@ -87,21 +95,20 @@ def test_worker_killed_between_customer_and_job_then_sweep_makes_one_job(
     wizard = Wizard(client)
     wizard.complete()
     ref = reference_in(wizard.page)
-    settings["HCP_READ_TIMEOUT"] = 50
     worker = start_worker()
 
     def job_post_in_flight() -> bool:
         log = requests.get(f"{sandbox.url}/_sandbox/requests?method=POST&path=/jobs", timeout=5)
         return log.json()["count"] >= 1 or jobs_in(sandbox) >= 1
 
-    wait_for(job_post_in_flight, timeout=60)
+    wait_for(job_post_in_flight, timeout=60, interval=0.05)
+    assert kill_tree(worker) >= 2  # the worker and its work-horse, before the read times out
+    worker.wait(timeout=10)
     with app.app_context():
         sub = db.session.scalar(select(Submission).where(Submission.reference == ref))
         assert sub.hcp_customer_id and sub.status == Status.SYNCING and not sub.hcp_job_id
-    assert kill_tree(worker) >= 2  # the worker and its work-horse
-    worker.wait(timeout=10)
-    time.sleep(3.5)  # the lease runs out
-    settings["HCP_READ_TIMEOUT"] = 2.0
+        lease_until = sub.lease_until
+    wait_for(lambda: utcnow() > lease_until, timeout=30)  # the dead worker's lease runs out
     runner = app.test_cli_runner()
     assert "Re-enqueued 1 submissions" in runner.invoke(args=["sweep"]).output
     assert start_worker("--burst").wait(timeout=60) == 0
@@ -194,3 +201,51 @@ def test_healthz_shows_the_backlog_to_alert_on(client, app):
     sync = client.get("/healthz").get_json()["sync"]
     assert sync["pending"] == 1 and sync["failed"] == 1
     assert 290 <= sync["oldest_unsynced_seconds"] <= 400
+
+
+def test_a_submission_waiting_on_the_queue_is_not_enqueued_again(app):
+    from datetime import timedelta
+
+    from hcpform.jobs import sweep
+    from hcpform.queue import enqueue_sync, enqueue_sync_once, get_queue
+    from tests.factories import make_submission
+
+    with app.app_context():
+        sub = make_submission()
+        db.session.commit()
+        assert enqueue_sync(sub.id) and enqueue_sync(sub.id)  # the submit, then a resume
+        assert enqueue_sync_once(sub.id, delay=30) == "already"
+        # A backlog: the row waits on the queue past the sweep's grace. The sweep sees it
+        # "stuck" but it is only queued, so no second job is made.
+        sub.enqueued_at = utcnow() - timedelta(minutes=5)
+        db.session.commit()
+        assert sweep() == 0
+        assert get_queue().job_ids == [f"sync-{sub.id}-1"]
+
+
+def test_a_retry_the_running_job_schedules_for_itself_runs(app, sandbox, start_worker):
+    from tests.factories import make_submission
+
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults",
+        json={"rules": [{"method": "POST", "path": "/jobs", "kind": "503"}]},
+        timeout=5,
+    ).raise_for_status()
+    with app.app_context():
+        sub = make_submission()
+        db.session.commit()
+        ref = sub.reference
+        from hcpform.queue import enqueue_sync
+
+        assert enqueue_sync(sub.id)
+    start_worker()
+    wait_for(lambda: status_of(app, ref) == Status.SYNCED, timeout=60)
+    with app.app_context():
+        from hcpform.models import SyncAttempt
+        from hcpform.queue import get_redis
+
+        outcomes = list(db.session.scalars(select(SyncAttempt.outcome).order_by(SyncAttempt.id)))
+        assert outcomes == ["retry", "synced"]
+        # The first job, while it ran, made the second: the same submission, the next number.
+        assert int(get_redis().get(f"hcpform:sync:job:{sub.id}")) == 2
+    assert jobs_in(sandbox) == 1

@@ -86,6 +86,35 @@ def test_redact_leaves_non_pii_alone(text: str) -> None:
     assert redact(text) == text
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '127.0.0.1 - - "GET /f/service-request/contact?d=Ab_9-xYz HTTP/1.1" 200 -',
+            '127.0.0.1 - - "GET /f/service-request/contact?d=[redacted] HTTP/1.1" 200 -',
+        ),
+        (
+            "GET /admin/submissions?status=failed&q=Zo%C3%AB+Quill&page=2",
+            "GET /admin/submissions?status=failed&q=[redacted]&page=2",
+        ),
+        (
+            '"https://x.example/f/a/?zip=60614&D=tok#top"',
+            '"https://x.example/f/a/?zip=60614&D=[redacted]#top"',
+        ),
+        (
+            "/admin/x?email=a%40b.co&phone=%2B13125550100",
+            "/admin/x?email=[redacted]&phone=[redacted]",
+        ),
+        ("href=/f/a/?d=tok&amp;x=1", "href=/f/a/?d=[redacted]&amp;x=1"),
+        ("/f/a/?d=&q=", "/f/a/?d=&q="),  # nothing to hide
+        ("/f/a/?dd=1&qq=2&d2=3", "/f/a/?dd=1&qq=2&d2=3"),  # other names are left alone
+    ],
+)
+def test_redact_hides_draft_tokens_and_searches_in_urls(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    assert redact(expected) == expected
+
+
 def test_redact_escapes_control_characters() -> None:
     forged = "name\nINFO fake line\r\x1b[31mred\u2028x\ttab\x00"
     out = redact(forged)

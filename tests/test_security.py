@@ -157,6 +157,61 @@ def test_request_bodies_over_the_limit_get_a_clear_413_and_write_nothing(client,
 # -- production settings ----------------------------------------------------------------------
 
 
+def proxied_app(settings: dict[str, Any], path: Path, **extra: Any) -> Any:
+    """A production app behind a TLS proxy that sends X-Forwarded-Proto: https."""
+    from hcpform import create_app
+    from hcpform.database import ensure_default_form
+
+    app = create_app(
+        {"TESTING": True, **settings, "PRODUCTION": True, **extra}, instance_path=str(path)
+    )
+    with app.app_context():
+        db.create_all()
+        ensure_default_form()
+        db.session.commit()
+    return app
+
+
+def first_step_through_the_proxy(app: Any) -> Wizard:
+    """Post the wizard's first step as a browser behind the proxy does."""
+    app.config["PREFERRED_URL_SCHEME"] = "http"  # the test client's scheme: the proxy's hop
+    client = app.test_client()
+    client.environ_base.update(
+        {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_ORIGIN": "https://localhost"}
+    )
+    wizard = Wizard(client)
+    wizard.open()
+    wizard.post(test_person()["location"])
+    return wizard
+
+
+def test_an_untrusted_tls_proxy_is_reported_loudly_once_and_in_healthz(settings, tmp_path, caplog):
+    app = proxied_app(settings, tmp_path / "untrusted")
+    assert app.test_client().get("/healthz").get_json()["proxy"] == {
+        "ok": True,
+        "trusted_proxies": 0,
+    }
+    caplog.set_level(logging.WARNING, logger="hcpform.security")
+    wizard = first_step_through_the_proxy(app)
+    assert "This page has expired" in wizard.page  # what every homeowner would meet
+    first_step_through_the_proxy(app)
+    loud = [r for r in caplog.records if r.name == "hcpform.security"]
+    assert len(loud) == 1, [r.getMessage() for r in loud]
+    assert loud[0].levelno == logging.ERROR
+    assert "X-Forwarded-Proto: https" in loud[0].getMessage()
+    assert "HCPFORM_TRUSTED_PROXIES" in loud[0].getMessage()
+    proxy = app.test_client().get("/healthz").get_json()["proxy"]
+    assert proxy["ok"] is False and proxy["trusted_proxies"] == 0
+    assert proxy["untrusted_https_forwarded_at"] and "TRUSTED_PROXIES" in proxy["fix"]
+
+    trusted = proxied_app(settings, tmp_path / "trusted", TRUSTED_PROXIES=1)
+    wizard = first_step_through_the_proxy(trusted)
+    assert "This page has expired" not in wizard.page
+    assert "/f/service-request/service?d=" in wizard.url
+    assert trusted.test_client().get("/healthz").get_json()["proxy"]["ok"] is True
+    assert len([r for r in caplog.records if r.name == "hcpform.security"]) == 1
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """An environment with none of our settings, and a SQLite database in tmp_path."""
@@ -379,8 +434,8 @@ def test_no_secret_or_personal_data_in_logs_headers_redis_or_pages(
     lines = [record.getMessage() for record in caplog.records]
     lines += [caplog.text]
     assert any("GET /customers" in line for line in lines)  # the HCP calls were logged
-    # urllib3's DEBUG line carries the search URL (?q=<phone digits>): there, and masked.
-    assert any("/customers?q=" in line and "••99" in line for line in lines)
+    # urllib3's DEBUG line carries the search URL (?q=<phone digits>): there, and redacted.
+    assert any("/customers?q=[redacted]" in line for line in lines)
     worker_log = (tmp_path / "worker.log").read_text(errors="replace")
     assert "Job OK" in worker_log or "Successfully completed" in worker_log, worker_log[-2000:]
     for text in [*lines, worker_log]:

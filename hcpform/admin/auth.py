@@ -1,21 +1,27 @@
-"""Admin accounts and sessions: hashed passwords, login with throttling, timeouts, logout."""
+"""Admin accounts and sessions: hashed passwords, login with throttling, timeouts, logout.
+
+A session is a signed cookie holding the admin's id and a fingerprint of (password hash,
+session epoch). A new password changes the hash and logging out adds one to the epoch, so
+either ends every session of that admin on the server, including a cookie copied earlier.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from flask import current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..extensions import db, limiter
+from ..extensions import db
 from ..models import AdminUser
 from ..timeutil import utcnow
-from . import bp
+from . import bp, throttle
 from .audit import client_ip, record
 from .forms import LoginForm
 
@@ -85,8 +91,19 @@ def authenticate(email: str, password: str) -> AdminUser | None:
 
 
 def session_fingerprint(admin: AdminUser) -> str:
-    """Return a short digest of the password hash: a new password ends the old sessions."""
-    return hashlib.sha256(admin.password_hash.encode()).hexdigest()[:16]
+    """Return a short digest of the password hash and session epoch, which a session must match."""
+    material = f"{admin.session_epoch or 0}:{admin.password_hash}"
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def end_sessions(admin: AdminUser) -> None:
+    """End every session of this admin, in this browser and in any other (the caller commits)."""
+    # One UPDATE, not read-add-write: two logouts at once still move the epoch on.
+    db.session.execute(
+        update(AdminUser)
+        .where(AdminUser.id == admin.id)
+        .values(session_epoch=func.coalesce(AdminUser.session_epoch, 0) + 1)
+    )
 
 
 def start_session(admin: AdminUser, *, now: datetime) -> None:
@@ -119,48 +136,40 @@ def current_admin(now: datetime | None = None) -> tuple[AdminUser | None, str]:
     return admin, ""
 
 
-def _login_limit() -> str:
-    return str(current_app.config["RATELIMIT_LOGIN"])
+def wait_words(seconds: float) -> str:
+    """Return a wait in plain words, rounded up: "5 seconds", "1 minute", "15 minutes"."""
+    if seconds <= 90:
+        count = max(1, math.ceil(seconds))
+        return f"{count} second{'s' if count != 1 else ''}"
+    count = math.ceil(seconds / 60)
+    return f"{count} minute{'s' if count != 1 else ''}"
 
 
-def _ip_key() -> str:
-    return "admin-login-ip:" + client_ip()
-
-
-def _account_key() -> str:
-    # Hashed so that Redis keys hold no email addresses.
-    email = normalise_email(request.form.get("email", ""))[:254]
-    return "admin-login-account:" + hashlib.sha256(email.encode()).hexdigest()[:32]
-
-
-def _failed(_response: object) -> bool:
-    return bool(g.get("admin_login_failed"))
-
-
-@bp.errorhandler(429)
-def too_many_attempts(_exc: Exception) -> ResponseReturnValue:
-    """Say plainly that sign-in is paused for a while, on the login page itself."""
-    form = LoginForm()
-    message = "Too many failed sign-in attempts. Wait 15 minutes, then try again."
-    return render_template("admin/login.html", form=form, error=message), 429
+def too_many_attempts(form: LoginForm, wait: float) -> ResponseReturnValue:
+    """Say plainly that sign-in is paused for a while, and for how long, on the login page."""
+    message = f"Too many failed sign-in attempts. Wait {wait_words(wait)}, then try again."
+    html = render_template("admin/login.html", form=form, error=message)
+    return html, 429, {"Retry-After": str(math.ceil(wait))}
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, key_func=_ip_key, methods=["POST"], deduct_when=_failed)
-@limiter.limit(_login_limit, key_func=_account_key, methods=["POST"], deduct_when=_failed)
 def login() -> ResponseReturnValue:
     """Show the login form; on good credentials start a new session."""
-    if request.method == "GET" and current_admin()[0] is not None:
-        return redirect(url_for("admin.dashboard"))
     form = LoginForm()
+    if not form.is_submitted() and current_admin()[0] is not None:
+        return redirect(url_for("admin.dashboard"))
     if not form.validate_on_submit():
-        if request.method == "POST":
-            g.admin_login_failed = True
         return render_template("admin/login.html", form=form), 400 if form.errors else 200
+    email = normalise_email(form.email.data)[:254]
+    # Counted before the password is checked, so parallel guesses cannot pass the count.
+    wait = throttle.begin_attempt(email, client_ip())
+    if wait is not None:
+        logger.warning("Admin login throttled from %s", client_ip())
+        return too_many_attempts(form, wait)
     admin = authenticate(form.email.data, form.password.data)
+    throttle.end_attempt(email, client_ip(), ok=admin is not None)
     if admin is None:
-        g.admin_login_failed = True
-        record("login failed", admin_email=normalise_email(form.email.data)[:254])
+        record("login failed", admin_email=email)
         db.session.commit()
         logger.warning("Admin login failed from %s", client_ip())
         error = "The email or password is not right."
@@ -180,7 +189,8 @@ def login() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """End the session."""
+    """End this admin's sessions on the server (a copy of the cookie is refused too)."""
+    end_sessions(g.admin)
     record("logout")
     db.session.commit()
     session.clear()

@@ -36,7 +36,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import formdefs, validation
 from ..models import Status
-from ..security import valid_origin
+from ..security import insecure_origins_refused, normalise_origin
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 STATUS_LABELS = {
@@ -88,11 +88,11 @@ def parse_dates(text: str | None) -> tuple[list[str], list[str]]:
 
 
 def parse_origins(text: str | None) -> tuple[list[str], list[str]]:
-    """Return (the valid origins, lower-cased, in order; the items that are not origins)."""
+    """Return (the valid origins, normalised, in order; the items that are not origins)."""
     good, bad = [], []
     for item in split_items(text):
-        origin = item.rstrip("/").lower()
-        if valid_origin(origin):
+        origin = normalise_origin(item)  # the same normalisation the frame policy applies
+        if origin:
             good.append(origin)
         else:
             bad.append(item)
@@ -182,6 +182,10 @@ class SubmissionFilterForm(FlaskForm):
     def values(self) -> dict[str, Any]:
         """Return the filters that hold a valid value (a bad one is ignored, not an error)."""
         self.validate()
+        for field in (self.page, self.date_from, self.date_to):
+            # Python's int() and strptime read any script's digits; ours take ASCII after NFKC.
+            if field.raw_data and not validation.code_text(field.raw_data[0]).isascii():
+                field.errors = [*field.errors, "Use the digits 0-9"]
         return {
             name: field.data
             for name, field in self._fields.items()
@@ -335,6 +339,14 @@ class FormSettingsForm(FlaskForm):
             raise ValidationError(
                 "Write each like https://www.example.com (no path); these are not: "
                 + ", ".join(bad)
+            )
+        insecure = [o for o in origins if not o.startswith("https://")]
+        if insecure and insecure_origins_refused():
+            # A page served over plain http can be altered on the way: it must not frame us.
+            raise ValidationError(
+                "Pages that embed the form must use https:// in production; change or remove: "
+                + ", ".join(insecure)
+                + " (http:// is accepted only when testing without HCPFORM_PRODUCTION)."
             )
         self.cleaned["allowed_domains"] = origins
 

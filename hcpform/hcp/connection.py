@@ -13,9 +13,21 @@ from ..extensions import db
 from ..models import HcpCall, HcpConnection
 from ..queue import get_redis
 from ..timeutil import utcnow
-from .client import HcpError, HousecallProClient
+from .client import HcpAuthError, HcpError, HousecallProClient
 
 logger = logging.getLogger(__name__)
+
+KEY_UNREADABLE = "the stored HCP key cannot be decrypted with the current encryption keys"
+
+
+class KeyUnreadable(HcpAuthError):
+    """The stored API key cannot be decrypted (key rotated away, database restored elsewhere).
+
+    An auth error: like a refused key, it waits for an admin to enter the key again.
+    """
+
+    def __init__(self, message: str = KEY_UNREADABLE, **kw: Any) -> None:
+        super().__init__(message, **kw)
 
 
 def connection_row() -> HcpConnection:
@@ -46,7 +58,11 @@ def key_source(conn: HcpConnection) -> str:
 
 
 def api_key(conn: HcpConnection) -> str:
-    """Return the API key in force: HCP_API_KEY, else the stored one, else the sandbox's."""
+    """Return the API key in force: HCP_API_KEY, else the stored one, else the sandbox's.
+
+    Raises:
+        KeyUnreadable: when the stored key cannot be decrypted with the current keys.
+    """
     source = key_source(conn)
     if source == "environment":
         return str(current_app.config["HCP_API_KEY"])
@@ -55,7 +71,7 @@ def api_key(conn: HcpConnection) -> str:
             return decrypt(conn.api_key_encrypted or "", bound_to=f"hcp_connection:{conn.id}")
         except SecretError:
             logger.error("The stored HCP API key cannot be decrypted; enter it again")
-            return ""
+            raise KeyUnreadable() from None
     if source == "sandbox":
         return str(current_app.config["HCP_SANDBOX_KEY"])
     return ""
@@ -82,7 +98,11 @@ def record_call(record: dict[str, Any]) -> None:
 def make_client(
     *, timeout: tuple[float, float] | None = None, **context: Any
 ) -> HousecallProClient:
-    """Return a client for the connection in force, recording every call with this context."""
+    """Return a client for the connection in force, recording every call with this context.
+
+    Raises:
+        KeyUnreadable: when the stored key cannot be decrypted with the current keys.
+    """
     conn = connection_row()
     config = dict(current_app.config)
     config["HCP_API_BASE_URL"] = base_url()
@@ -115,6 +135,8 @@ def test_connection() -> tuple[bool, str]:
         client = make_client()
         client.invalidate_cache()  # a connection test must ask HCP, not the cache
         company = client.company()
+    except KeyUnreadable as exc:
+        return _checked(conn, "disconnected", exc.message)
     except HcpError as exc:
         state = "disconnected" if exc.kind == "auth" else "unreachable"
         return _checked(conn, state, f"{exc.status or 'No answer'}: {exc.message}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,36 @@ ATTRIBUTION_FIELDS = (
 # Non-personal answers a link may prefill (?booking_type=…&zip=…).
 PREFILL_FIELDS = ("zip", "booking_type", "urgency")
 HONEYPOT = "fax_number"  # a plausible name; people never see it, bots fill it
+# On a step with city and state, when they are not what the ZIP says, the person chooses:
+ADDRESS_CHOICE = "address_choice"  # "zip" (take the ZIP's city and state) or "typed" (keep)
+ADDRESS_CHECKED = "address_checked"  # the address the choice was offered for (see signature)
+ADDRESS_CONFIRMED = "_address_confirmed"  # on the draft: the mismatched address they kept
+
+
+@dataclass(frozen=True)
+class AddressProblem:
+    """City and state typed that the ZIP's offline data does not know, and what it says."""
+
+    zip5: str
+    zip_city: str
+    zip_state: str
+    typed_city: str
+    typed_state: str
+    signature: str
+    can_use_zip: bool  # the ZIP's state is one the form's state field offers
+
+    @property
+    def message(self) -> str:
+        """Return the error shown to the person."""
+        return (
+            f"ZIP {self.zip5} is {self.zip_city}, {self.zip_state}. Choose which is right, "
+            "or correct the city, state or ZIP."
+        )
+
+
+def address_signature(city: str, state: str, zip5: str) -> str:
+    """Return what identifies one typed address for a confirmation (spelling-insensitive)."""
+    return f"{validation.place_key(city)}|{validation.state_code(state)}|{zip5}"
 
 
 class WizardForm(FlaskForm):
@@ -41,10 +72,62 @@ class WizardForm(FlaskForm):
         csrf_class = DraftCSRF
 
     cleaned: dict[str, Any]
+    # (city, state, zip) field names when this step holds an address; zip may be None.
+    address_fields: tuple[str, str, str | None] | None = None
+    state_choices: frozenset[str] = frozenset()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, known: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cleaned = {}
+        self.known = dict(known or {})  # the draft's answers so far
+        self.address_problem: AddressProblem | None = None
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Validate every field, then the city and state against the ZIP."""
+        valid = super().validate(extra_validators)
+        if valid and self.address_fields:
+            valid = self._check_address()
+        return valid
+
+    def _check_address(self) -> bool:
+        """Accept an address the ZIP knows, or one the person chose to keep; else ask them."""
+        city_name, state_name, zip_name = self.address_fields or ("", "", None)
+        city, state = self.cleaned.get(city_name, ""), self.cleaned.get(state_name, "")
+        zip_code = (self.cleaned.get(zip_name) if zip_name else "") or self.known.get("zip", "")
+        info = validation.address_mismatch(str(city), str(state), str(zip_code or ""))
+        if info is None:
+            self.cleaned[ADDRESS_CONFIRMED] = {}
+            return True
+        signature = address_signature(city, state, info.zip5)
+        earlier = self.known.get(ADDRESS_CONFIRMED) or {}
+        choice, checked = self[ADDRESS_CHOICE].data, self[ADDRESS_CHECKED].data
+        can_use_zip = info.state in self.state_choices
+        if choice == "zip" and can_use_zip:
+            self.cleaned[city_name], self.cleaned[state_name] = info.city, info.state
+            self.cleaned[ADDRESS_CONFIRMED] = {}
+            return True
+        if (choice == "typed" and checked == signature) or (
+            isinstance(earlier, dict) and earlier.get("signature") == signature
+        ):
+            self.cleaned[ADDRESS_CONFIRMED] = {
+                "signature": signature,
+                "city": city,
+                "state": state,
+                "zip": info.zip5,
+                "zip_says": f"{info.city}, {info.state}",
+            }
+            return True
+        self.address_problem = AddressProblem(
+            zip5=info.zip5,
+            zip_city=info.city,
+            zip_state=info.state,
+            typed_city=str(city),
+            typed_state=str(state),
+            signature=signature,
+            can_use_zip=can_use_zip,
+        )
+        self[ADDRESS_CHOICE].errors = [self.address_problem.message]
+        return False
 
 
 def choices_for(field: dict[str, Any], form: Form) -> list[tuple[str, str]]:
@@ -94,9 +177,12 @@ def _make_validator(field: dict[str, Any], form: Form, now: datetime):  # noqa: 
             wtform.cleaned[name] = False if kind == "terms" else ""
             return
         try:
-            wtform.cleaned[name] = _normalise(kind, raw, field, form, now, choices)
+            value = _normalise(kind, raw, field, form, now, choices)
         except validation.Invalid as exc:
             raise ValidationError(str(exc)) from exc
+        if value == "" and required:  # only invisible characters were typed
+            raise ValidationError(_required_message(field))
+        wtform.cleaned[name] = value
 
     return check
 
@@ -123,7 +209,7 @@ def _normalise(
         ).isoformat()
     if kind in ("select", "radio"):
         value = str(raw)
-        if value not in choices:
+        if value not in choices:  # exact: a look-alike (full-width, zero-width) is no option
             raise validation.Invalid("Choose one of the options shown.")
         return value
     if kind == "terms":
@@ -155,8 +241,13 @@ def build_step_form(
     formdata: Any = None,
     data: dict[str, Any] | None = None,
     first_step: bool = False,
+    known: dict[str, Any] | None = None,
 ) -> WizardForm:
-    """Return a WTForms form for one step of a form, bound to a draft for CSRF."""
+    """Return a WTForms form for one step of a form, bound to a draft for CSRF.
+
+    `known` is the draft's answers so far (the ZIP an address step checks against, and an
+    address the person already chose to keep).
+    """
     attrs: dict[str, Any] = {}
     for field in step["fields"]:
         cls = _FIELD_CLASSES.get(field["type"], StringField)
@@ -175,11 +266,26 @@ def build_step_form(
         for name in ATTRIBUTION_FIELDS + tuple(f"prefill_{p}" for p in PREFILL_FIELDS):
             attrs[name] = HiddenField()
     attrs[HONEYPOT] = StringField("Leave this field empty")
+    by_key = {f.get("hcp_key"): f for f in step["fields"] if f.get("hcp_key")}
+    if "city" in by_key and "state" in by_key:
+        zip_field = by_key.get("zip")
+        attrs["address_fields"] = (
+            by_key["city"]["name"],
+            by_key["state"]["name"],
+            zip_field["name"] if zip_field else None,
+        )
+        states = by_key["state"]
+        attrs["state_choices"] = frozenset(
+            v for v, _ in choices_for(states, form) if states["type"] in ("select", "radio")
+        ) or frozenset(code for code, _ in formdefs.US_STATES)
+        attrs[ADDRESS_CHOICE] = StringField()
+        attrs[ADDRESS_CHECKED] = HiddenField()
     form_cls = type(f"{step['slug'].title().replace('-', '')}Form", (WizardForm,), attrs)
     return form_cls(
         formdata=formdata,
         data=data or {},
         meta={"csrf_context": (form.slug, draft_token)},
+        known=known,
     )
 
 

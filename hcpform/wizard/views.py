@@ -20,7 +20,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from .. import formdefs, queue, submissions, validation
+from .. import formdefs, limits, queue, submissions, validation
 from ..extensions import db
 from ..limits import limit_submissions
 from ..lookup import lookup_customer
@@ -40,6 +40,18 @@ from .forms import (
 
 logger = logging.getLogger(__name__)
 COOKIE = "hcpform_draft"
+# A draft token is what submissions.new_token makes: URL-safe base64, nothing else.
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$", re.ASCII)
+NOT_PAGES = {"theme"}  # GETs that are no page view (the stylesheet every page loads)
+
+
+@bp.before_request
+def limit_page_views() -> ResponseReturnValue | None:
+    """Refuse wizard pages with the 429 page once one client IP asks for too many."""
+    if request.method in ("GET", "HEAD") and request.endpoint:
+        if request.endpoint.rsplit(".", 1)[-1] not in NOT_PAGES:
+            return limits.refuse_over("page-views", "RATELIMIT_PAGE_VIEWS_PER_IP")
+    return None
 
 
 @bp.before_request
@@ -72,12 +84,22 @@ def is_embed() -> bool:
     return request.blueprint == "embed"
 
 
-def current_token(form: Form) -> str | None:
+def well_formed(token: str | None) -> str | None:
+    """Return a draft token that has the shape of one, else None (it is looked up, nothing else)."""
+    return token if token and TOKEN_RE.match(token) else None
+
+
+def given_token(form: Form) -> str | None:
     """Return the draft token from the URL, or on the hosted site from our first-party cookie."""
     token = request.args.get("d")
     if not token and not is_embed():
         token = request.cookies.get(f"{COOKIE}_{form.id}")
     return token
+
+
+def current_token(form: Form) -> str | None:
+    """Return the draft token the request carries, when it is well formed."""
+    return well_formed(given_token(form))
 
 
 def with_cookie(response: Response, form: Form, draft: Draft | None) -> Response:
@@ -150,8 +172,8 @@ def step(slug: str, step: str) -> ResponseReturnValue:
     slugs = formdefs.step_slugs(form.definition)
     if step not in slugs:
         abort(404)
-    token = current_token(form)
-    draft = submissions.load_draft(form, token, now=now)
+    token = given_token(form)
+    draft = submissions.load_draft(form, well_formed(token), now=now)
     if draft is None and step != slugs[0]:
         # No draft (expired, or a link without one): begin again, saying why when it expired.
         return redirect(url_for(".start", slug=form.slug, expired=1 if token else None))
@@ -186,6 +208,7 @@ def step_form(form: Form, draft: Draft | None, slug: str, *, now, formdata=None)
         formdata=formdata,
         data=data,
         first_step=draft is None,
+        known=answers,
     )
 
 
@@ -235,6 +258,9 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now) -> ResponseRet
     if wtform[HONEYPOT].data:
         answers["_honeypot"] = "1"
     if draft is None:
+        refused = limits.refuse_over("drafts", "RATELIMIT_DRAFTS_PER_IP")
+        if refused is not None:
+            return refused
         draft = submissions.start_draft(
             form,
             now=now,
@@ -247,7 +273,9 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now) -> ResponseRet
     phone = answers.get("customer_phone")
     if phone and (draft.lookup or {}).get("phone") != phone:
         # Committed first: the HCP lookup (up to HCP_LOOKUP_TIMEOUT) holds no database lock.
-        draft.lookup = lookup_customer(phone, ip=request.remote_addr or "")
+        draft.lookup = lookup_customer(
+            phone, ip=limits.client_ip(), last_name=str(answers.get("customer_lname") or "")
+        )
         db.session.commit()
     if result.out_of_area:
         return redirect(url_for(".out_of_area", slug=form.slug, d=draft.token))
@@ -344,7 +372,7 @@ def done(slug: str) -> ResponseReturnValue:
     """Confirm the request with its reference and what happens next (no personal data shown)."""
     form = load_form(slug)
     now = utcnow()
-    draft = submissions.load_draft(form, request.args.get("d"), now=now)
+    draft = submissions.load_draft(form, well_formed(request.args.get("d")), now=now)
     submission = submissions.existing_submission(draft) if draft else None
     if submission is None:
         return redirect(url_for(".start", slug=form.slug))
@@ -356,7 +384,7 @@ def out_of_area(slug: str) -> ResponseReturnValue:
     """Say kindly that we don't serve this ZIP yet, and offer to tell them when we do."""
     form = load_form(slug)
     now = utcnow()
-    draft = submissions.load_draft(form, request.args.get("d"), now=now)
+    draft = submissions.load_draft(form, well_formed(request.args.get("d")), now=now)
     if draft is None or submissions.in_service_area(form, draft.answers.get("zip", "")):
         return redirect(url_for(".start", slug=form.slug))
     error, saved = None, False
@@ -364,6 +392,10 @@ def out_of_area(slug: str) -> ResponseReturnValue:
         if not posted_token_ok(form.slug, draft.token):
             error = EXPIRED
         else:
+            # Each post that may write a row counts against the client's allowance.
+            refused = limits.refuse_over("out-of-area", "RATELIMIT_OUT_OF_AREA_PER_IP")
+            if refused is not None:
+                return refused
             email = request.form.get("email", "")
             try:
                 email = validation.parse_email(email) if email.strip() else ""

@@ -36,7 +36,10 @@
 
   Array.prototype.forEach.call(document.querySelectorAll("input[data-phone]"), function (input) {
     input.addEventListener("blur", function () {
-      var d = input.value.replace(/\D/g, "");
+      var typed = input.value.trim();
+      // An international number (+44 …) keeps its own form: never fold it into (xxx) xxx-xxxx.
+      if (typed.charAt(0) === "+" && typed.replace(/[^\d+]/g, "").indexOf("+1") !== 0) { return; }
+      var d = typed.replace(/\D/g, "");
       if (d.length === 11 && d.charAt(0) === "1") { d = d.slice(1); }
       if (d.length === 10) { input.value = "(" + d.slice(0, 3) + ") " + d.slice(3, 6) + "-" + d.slice(6); }
     });

@@ -1,0 +1,145 @@
+"""The /_sandbox/ control endpoints: state, faults, reset, keys, request log (no key needed)."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, request
+
+from .customers import address_json, customer_json
+from .faults import FaultConfig
+from .jobs import job_json
+from .leads import lead_json
+from .util import CONTROL_PREFIX, int_arg, json_response, state
+
+if TYPE_CHECKING:
+    from .state import SandboxState
+
+bp = Blueprint("control", __name__, url_prefix=CONTROL_PREFIX)
+
+
+def snapshot(st: SandboxState) -> dict[str, Any]:
+    """Return counts and full lists, for GET /_sandbox/state."""
+    with st.lock:
+        addresses = [dict(address_json(st, a), customer_id=st.meta[a].owner) for a in st.addresses]
+        return {
+            "counts": {
+                "customers": len(st.customers),
+                "addresses": len(st.addresses),
+                "jobs": len(st.jobs),
+                "leads": len(st.leads),
+                "requests": len(st.requests),
+            },
+            "customers": [customer_json(st, c) for c in st.customers],
+            "addresses": addresses,
+            "jobs": [job_json(st, j, ("appointments",)) for j in st.jobs],
+            "leads": [lead_json(st, i) for i in st.leads],
+            "company": copy.deepcopy(st.company),
+            "job_types": [dict(t) for t in st.job_types],
+            "employees": [dict(e) for e in st.employees],
+            "lead_sources": [dict(s) for s in st.lead_sources],
+            "faults": st.faults.to_json(),
+            "valid_keys": sorted(st.api_keys),
+        }
+
+
+def _json_object() -> dict[str, Any] | Response:
+    """Return the request's JSON object ({} for no body), or a 400 response."""
+    data = request.get_json(silent=True)
+    if data is None and request.get_data().strip():
+        return json_response(400, {"error": {"message": "the body must be JSON"}})
+    if data is not None and not isinstance(data, dict):
+        return json_response(400, {"error": {"message": "the body must be a JSON object"}})
+    return data or {}
+
+
+@bp.get("/state")
+def get_state() -> Response:
+    return json_response(200, snapshot(state()))
+
+
+@bp.get("/faults")
+def get_faults() -> Response:
+    st = state()
+    with st.lock:
+        return json_response(200, st.faults.to_json())
+
+
+@bp.post("/faults")
+def set_faults() -> Response:
+    data, st = _json_object(), state()
+    if isinstance(data, Response):
+        return data
+    with st.lock:
+        try:
+            st.faults.update(data)
+        except (TypeError, ValueError) as exc:
+            return json_response(400, {"error": {"message": str(exc)}})
+        if "seed" in data:
+            st.rng.seed(data["seed"])
+        return json_response(200, st.faults.to_json())
+
+
+@bp.delete("/faults")
+def clear_faults() -> Response:
+    st = state()
+    with st.lock:
+        st.faults = FaultConfig()
+        return json_response(200, st.faults.to_json())
+
+
+@bp.post("/reset")
+def reset() -> Response:
+    data, st = _json_object(), state()
+    if isinstance(data, Response):
+        return data
+    st.reset(reseed=bool(data.get("reseed", True)))
+    return json_response(200, snapshot(st)["counts"])
+
+
+@bp.get("/keys")
+def get_keys() -> Response:
+    st = state()
+    with st.lock:
+        return json_response(200, {"valid": sorted(st.api_keys)})
+
+
+@bp.post("/keys")
+def set_keys() -> Response:
+    data, st = _json_object(), state()
+    if isinstance(data, Response):
+        return data
+    valid = data.get("valid")
+    if not isinstance(valid, list) or not all(isinstance(k, str) for k in valid):
+        return json_response(400, {"error": {"message": '{"valid": [...strings]} expected'}})
+    with st.lock:
+        st.api_keys = set(valid)
+        return json_response(200, {"valid": sorted(st.api_keys)})
+
+
+@bp.get("/requests")
+def get_requests() -> Response:
+    since = int_arg(request.args.get("since"), 0)
+    method = (request.args.get("method") or "").upper()
+    path = request.args.get("path")
+    only_bad = request.args.get("violations") in ("1", "true")
+    st = state()
+    with st.lock:
+        entries = [
+            dict(e)
+            for e in st.requests
+            if e["seq"] > since
+            and (not method or e["method"] == method)
+            and (not path or path in (e["path"], e["template"]))
+            and (not only_bad or e["violations"])
+        ]
+    return json_response(200, {"count": len(entries), "requests": entries})
+
+
+@bp.delete("/requests")
+def clear_requests() -> Response:
+    st = state()
+    with st.lock:
+        st.requests.clear()
+    return json_response(200, {"count": 0, "requests": []})

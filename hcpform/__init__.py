@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from . import models  # noqa: F401  (registers the tables with the metadata)
 from .config import check_config, load_config
-from .extensions import csrf, db, limiter, migrate
+from .extensions import csrf, db, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 __version__ = "0.1.0"
@@ -34,7 +34,6 @@ def create_app(
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
-    limiter.init_app(app)
 
     from . import database, logs, queue, security
 

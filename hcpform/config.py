@@ -65,10 +65,11 @@ class DefaultConfig:
     SPAM_MIN_SECONDS = 3.0  # minimum time from first step to submit
     TRUSTED_PROXIES = 0  # X-Forwarded-For hops to trust
 
-    # Rate limits (Flask-Limiter syntax); RATELIMIT_ENABLED=false switches them off.
+    # Rate limits (hcpform/ratelimits.py), each a moving window in the `limits` library's
+    # notation ("10/hour;3/minute"); RATELIMIT_ENABLED=false switches them off.
+    # RATELIMIT_STORAGE_URI defaults to REDIS_URL (process memory in the embedded mode).
     RATELIMIT_ENABLED = True
-    RATELIMIT_STRATEGY = "moving-window"  # exact counts; a fixed window allows 2x at its edge
-    RATELIMIT_SUBMIT_PER_IP = "10/hour;3/minute"  # final submits per client IP (hcpform/limits.py)
+    RATELIMIT_SUBMIT_PER_IP = "10/hour;3/minute"  # final submits per client IP
     RATELIMIT_LOOKUP_PER_IP = "20/hour"
     # Per client IP (an IPv6 client by its /64), generous enough that no household meets them:
     RATELIMIT_DRAFTS_PER_IP = "30/hour;10/minute"  # new drafts (a valid first step)
@@ -80,9 +81,6 @@ class DefaultConfig:
     LOGIN_FIRST_DELAY_SECONDS = 2.0  # then each further try of that pair waits twice as long
     LOGIN_MAX_DELAY_SECONDS = 900.0  # the longest wait between two tries of one (account, IP)
     LOGIN_FAILURE_MEMORY_HOURS = 24.0  # a pair's failures are forgotten this long after its first
-    RATELIMIT_HEADERS_ENABLED = True
-    RATELIMIT_SWALLOW_ERRORS = True  # Redis down must never block the wizard
-    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
 
     # Admin sessions.
     ADMIN_IDLE_MINUTES = 30
@@ -134,7 +132,7 @@ def finish_config(app: Flask) -> None:
     if cfg.get("PRODUCTION"):
         cfg["SESSION_COOKIE_SECURE"] = True
         cfg["PREFERRED_URL_SCHEME"] = "https"
-    # Flask-Limiter reads RATELIMIT_* keys itself; keep its storage beside the queue.
+    # The rate-limit counters live beside the queue, so every web process shares them.
     cfg.setdefault("RATELIMIT_STORAGE_URI", cfg.get("REDIS_URL") or "memory://")
     for key in ("SECRET_KEY", "HCP_API_KEY", "ENCRYPTION_KEY"):
         if cfg.get(key) is not None:
@@ -203,4 +201,3 @@ def check_config(app: Flask) -> None:
         for env_name in ("SECRET_KEY", "HCPFORM_ENCRYPTION_KEY"):
             if not os.environ.get(env_name):
                 raise RuntimeError(f"{env_name} must be set in production")
-

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -28,6 +26,3 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
-# Rate limits live in Redis (RATELIMIT_STORAGE_URI = REDIS_URL) so every web process shares
-# them; the client IP is the one ProxyFix leaves after TRUSTED_PROXIES hops.
-limiter = Limiter(key_func=get_remote_address, default_limits=[])

@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import current_app
 
-from . import limits
+from . import ratelimits
 from .hcp.client import HcpError
 from .hcp.connection import connection_row, key_source, make_client
 from .queue import get_redis
@@ -41,9 +41,9 @@ def _cache_key(phone: str) -> str:
 
 def allowed_for(ip: str) -> bool:
     """Count one lookup for this IP (or IPv6 /64); return False once its allowance is used up."""
-    if not limits.enabled():
+    if not ratelimits.enabled():
         return True
-    return limits.hit(limits.ip_limits("lookup", "RATELIMIT_LOOKUP_PER_IP", ip)) is None
+    return ratelimits.hit(ratelimits.ip_limits("lookup", "RATELIMIT_LOOKUP_PER_IP", ip)) is None
 
 
 def house_number_hint(customer: dict[str, Any]) -> str:

@@ -14,7 +14,6 @@ import os
 import random
 import secrets
 import socket
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from redis.exceptions import WatchError
+from redis.exceptions import LockError
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import and_, event, inspect, or_, select, update
 from sqlalchemy.orm import Session
@@ -312,28 +311,26 @@ def person_lock(sub: Submission) -> Iterator[None]:
         for v in values
     )  # always in the same order: two runs never wait for each other in a circle
     lease = float(current_app.config["SYNC_LEASE_SECONDS"])
-    conn, token, held = get_redis(), secrets.token_hex(8), []
+    conn = get_redis()
+    # redis-py's Lock: SET NX PX with a token, released by a script only while still ours (it
+    # may have expired and been taken over). The embedded fakeredis runs the script with lupa.
+    locks = [
+        conn.lock(name, timeout=lease, sleep=0.05, blocking_timeout=max(1.0, lease / 3))
+        for name in names
+    ]
+    held: list[Any] = []
     try:
-        for name in names:
-            # SET NX PX and a WATCHed delete: no Lua, so the embedded fakeredis queue works too.
-            deadline = time.monotonic() + max(1.0, lease / 3)
-            while not conn.set(name, token, nx=True, px=int(lease * 1000)):
-                if time.monotonic() > deadline:
-                    raise HcpTransientError("another sync for the same person is running")
-                time.sleep(0.05)
-            held.append(name)
+        for lock in locks:
+            if not lock.acquire():
+                raise HcpTransientError("another sync for the same person is running")
+            held.append(lock)
         yield
     finally:
-        for name in reversed(held):
-            with conn.pipeline() as pipe:
-                try:
-                    pipe.watch(name)
-                    if pipe.get(name) == token.encode():  # still ours: it may have expired
-                        pipe.multi()
-                        pipe.delete(name)
-                        pipe.execute()
-                except WatchError:  # taken over after it expired; not ours to delete
-                    pass
+        for lock in reversed(held):
+            try:
+                lock.release()
+            except LockError:  # expired, maybe taken over: not ours to delete
+                pass
 
 
 def _mark_sent(sub: Submission, step: str) -> None:

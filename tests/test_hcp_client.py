@@ -37,7 +37,7 @@ from hcpform.hcp.client import (
     parse_error_message,
     parse_retry_after,
 )
-from hcpform.hcp.ratelimit import RedisRateLimiter
+from hcpform.hcp.ratelimit import RedisRateLimiter, budget
 
 BASE = "https://api.hcp.test"
 KEY = "sk_test_SECRET1234567"
@@ -709,15 +709,52 @@ def _assert_no_window_over(times: list[float], limit: int, window: float = 1.0) 
         assert inside <= limit, f"{inside} calls within {window}s starting at index {i}"
 
 
+def _bracket_grants(limiter: RedisRateLimiter, out: list[tuple[float, float]]) -> None:
+    """Record (before, after) around each granted hit: the stored grant time lies between."""
+    hit = limiter.strategy.hit
+
+    def timed(*args: Any, **kwargs: Any) -> bool:
+        before = time.time()
+        granted = hit(*args, **kwargs)
+        if granted:
+            out.append((before, time.time()))
+        return granted
+
+    limiter.strategy.hit = timed  # type: ignore[method-assign]
+
+
+# The moving window stamps each call with the caller's clock just before Redis runs the script,
+# so two calls can land that much closer than the window (a millisecond; more on a busy host).
+STAMP_LAG = 0.05
+
+
+def _assert_no_grants_over(grants: list[tuple[float, float]], limit: int) -> None:
+    """Fail if more than `limit` grants certainly fell within one second (less STAMP_LAG).
+
+    A grant is known only to lie in its (before, after) bracket, so a group is certainly within
+    a second when its latest `before` is less than a second after its earliest `after`.
+    """
+    for _, first_after in grants:
+        later = sorted(b for b, a in grants if a >= first_after)
+        if len(later) > limit:
+            span = later[limit] - first_after
+            assert span >= 1.0 - STAMP_LAG, f"{limit + 1} grants within {span:.3f}s"
+
+
+def _grants_span(grants: list[tuple[float, float]]) -> float:
+    """Return the longest the grants can have been spread over (from the first to the last)."""
+    return max(a for _, a in grants) - min(b for b, _ in grants)
+
+
 def _limiter_worker(url: str, key: str, go: Any, out: Any) -> None:
     client = redis.Redis.from_url(url)
     limiter = RedisRateLimiter(client, 10, key=key, max_wait=120)
+    grants: list[tuple[float, float]] = []
+    _bracket_grants(limiter, grants)
     go.wait(60)
-    stamps = []
     for _ in range(10):
-        granted = limiter.acquire()
-        stamps.append((granted, time.time()))
-    out.put(stamps)
+        limiter.acquire()
+    out.put(grants)
 
 
 @pytest.mark.slow
@@ -731,20 +768,17 @@ def test_limiter_shared_by_three_processes(hcp_redis_url: str) -> None:
     for proc in procs:
         proc.start()
     go.set()
-    stamps = [stamp for _ in procs for stamp in out.get(timeout=120)]
+    grants = [grant for _ in procs for grant in out.get(timeout=120)]
     for proc in procs:
         proc.join(timeout=30)
         assert proc.exitcode == 0
 
-    granted = [g for g, _ in stamps]
-    local = [t for _, t in stamps]
-    assert len(granted) == 30
-    # The contract, on the grant times (Redis clock): never more than 10 in any 1 s window.
-    _assert_no_window_over(granted, 10)
-    assert max(granted) - min(granted) >= 2.0
+    assert len(grants) == 30
+    # The contract, on the grants: never more than 10 in any 1 s window, in all processes.
+    _assert_no_grants_over(grants, 10)
+    assert _grants_span(grants) > 2.0  # 30 calls at 10 a second: the 21st is > 2 s after the 1st
     # Wall-clock view from the callers, with slack for scheduling delays on a busy machine.
-    _assert_no_window_over(local, 20)
-    assert max(local) - min(local) >= 1.0
+    _assert_no_window_over([a for _, a in grants], 20)
 
 
 def test_pause_until_makes_acquire_wait(real_redis: redis.Redis) -> None:
@@ -781,25 +815,50 @@ def test_queue_longer_than_max_wait_fails_fast(real_redis: redis.Redis) -> None:
 
 
 def test_limiter_on_fakeredis_across_threads() -> None:
+    """The embedded mode: fakeredis runs the moving window's Lua scripts (fakeredis[lua])."""
     server = fakeredis.FakeServer()
-    granted: list[float] = []
-    lock = threading.Lock()
+    grants: list[tuple[float, float]] = []
 
     def work() -> None:
         limiter = RedisRateLimiter(fakeredis.FakeRedis(server=server), 10, max_wait=60)
+        _bracket_grants(limiter, grants)  # list.append is atomic across threads
         for _ in range(5):
-            stamp = limiter.acquire()
-            with lock:
-                granted.append(stamp)
+            limiter.acquire()
 
     threads = [threading.Thread(target=work) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert len(granted) == 15
-    _assert_no_window_over(granted, 10)
-    assert max(granted) - min(granted) >= 1.0
+    assert len(grants) == 15
+    _assert_no_grants_over(grants, 10)
+    assert _grants_span(grants) > 1.0
+
+
+def test_the_budget_is_the_limits_moving_window_on_the_clients_redis(
+    real_redis: redis.Redis,
+) -> None:
+    """One mechanism: the HCP budget is a `limits` moving window kept in the client's Redis."""
+    client = make_client(api_key=unique_key(), redis=real_redis, rate_limit_per_second=3)
+    limiter = client.rate_limiter
+    assert limiter is not None and (limiter.capacity, limiter.window_seconds) == (3, 1)
+    for _ in range(3):
+        limiter.acquire()
+    stats = limiter.strategy.get_window_stats(limiter.item, limiter.key)
+    assert stats.remaining == 0 and stats.reset_time > time.time()
+    # Kept in the client's own Redis, under the limits library's key for this account.
+    assert real_redis.exists(f"LIMITS:{limiter.item.key_for(limiter.key)}") == 1
+    assert client.fingerprint in limiter.key
+
+
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [(5.0, (5, 1)), (2.7, (2, 1)), (1.0, (1, 1)), (0.25, (1, 4)), (0.3, (1, 4))],
+)
+def test_budget_never_allows_more_than_the_rate(rate: float, expected: tuple[int, int]) -> None:
+    assert budget(rate) == expected
+    calls, seconds = budget(rate)
+    assert calls / seconds <= rate
 
 
 def test_limiter_on_fakeredis_sleeps_through_a_pause() -> None:

@@ -315,7 +315,7 @@ def test_ipv6_clients_are_counted_by_their_64_network(make_app):
 
 
 def test_ip_key():
-    from hcpform.limits import ip_key
+    from hcpform.ratelimits import ip_key
 
     assert ip_key("203.0.113.7") == "203.0.113.7"
     assert ip_key("2001:db8:1:2:3:4:5:6") == ip_key("2001:db8:1:2::9") == "2001:db8:1:2::/64"

@@ -10,23 +10,22 @@ atomically (Redis scripts, or locks in memory), so parallel requests cannot slip
 count. An attempt that is refused is taken back off the pair's count, so clicking again while
 waiting does not make the wait longer. A correct password clears its pair and its address.
 
-The counters live where `hcpform/limits.py` keeps the wizard's: Redis when configured, with the
-same in-memory fallback while Redis is down. An IPv6 client is counted by its /64.
+The counters are the wizard's (`hcpform/ratelimits.py`, whose `run` this builds on): the same
+moving window, in Redis when configured, with the same in-memory fallback while Redis is down.
+An IPv6 client is counted by its /64.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from typing import Any
 
 from flask import current_app
 from limits import parse_many
-from limits.storage import MemoryStorage
-from limits.strategies import RateLimiter
+from limits.strategies import MovingWindowRateLimiter
 
-from ..limits import _counters, _try, ip_key
+from ..ratelimits import enabled, ip_key, run
 
 PAIR_KEY = "hcpform-login-pair"
 IP_KEY = "hcpform-login-ip"
@@ -55,29 +54,16 @@ def _settings() -> tuple[int, float, float, int]:
     return int(cfg["LOGIN_FREE_FAILURES"]), first, cap, memory
 
 
-def _run(action: Any) -> Any:
-    counters = _counters(current_app._get_current_object())  # type: ignore[attr-defined]
-
-    def guarded(strategy: RateLimiter) -> Any:
-        # Redis runs each step as one script; process memory needs our lock to be as atomic.
-        in_memory = isinstance(strategy.storage, MemoryStorage)
-        lock = counters.lock if in_memory else contextlib.nullcontext()
-        with lock:
-            return action(strategy)
-
-    return _try(counters, guarded)
-
-
 def begin_attempt(email: str, ip: str) -> float | None:
     """Count a sign-in attempt before its password is checked; return seconds to wait if refused."""
-    if not current_app.config.get("RATELIMIT_ENABLED", True):
+    if not enabled():
         return None
     free, first_delay, cap, memory = _settings()
     ip_items = parse_many(str(current_app.config["RATELIMIT_LOGIN"]))
     pair = _pair_key(email, ip)
     bucket = ip_key(ip)
 
-    def attempt(strategy: RateLimiter) -> float | None:
+    def attempt(strategy: MovingWindowRateLimiter) -> float | None:
         storage: Any = strategy.storage
         count = storage.incr(pair, memory)  # atomic: this attempt's place among the pair's
         wait = 0.0
@@ -98,18 +84,18 @@ def begin_attempt(email: str, ip: str) -> float | None:
         storage.incr(pair, memory, amount=-1)  # refused: this attempt does not count
         return max(1.0, wait)
 
-    return _run(attempt)
+    return run(attempt)
 
 
 def end_attempt(email: str, ip: str, *, ok: bool) -> None:
     """After the check: a correct password forgives the pair's and the address's failures."""
-    if not ok or not current_app.config.get("RATELIMIT_ENABLED", True):
+    if not ok or not enabled():
         return
     ip_items = parse_many(str(current_app.config["RATELIMIT_LOGIN"]))
 
-    def forgive(strategy: RateLimiter) -> None:
+    def forgive(strategy: MovingWindowRateLimiter) -> None:
         strategy.storage.clear(_pair_key(email, ip))
         for item in ip_items:
             strategy.clear(item, IP_KEY, ip_key(ip))
 
-    _run(forgive)
+    run(forgive)

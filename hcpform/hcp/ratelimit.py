@@ -1,19 +1,39 @@
-"""A Redis rate limiter and shared pause for HCP calls, common to every worker process."""
+"""The shared HCP call budget and pause, common to every worker process, on the `limits` library.
+
+The budget is the `limits` library's moving window, the strategy every other limit of the app
+uses (hcpform/ratelimits.py; this package imports nothing of ours, so it builds its own). Its
+storage is the client's own Redis connection: `limits.storage.RedisStorage` is given that
+connection's pool rather than a URI, so the budget needs no second configuration and no second
+set of sockets, and it works the same on the embedded mode's fakeredis, which runs the
+library's Lua scripts through `fakeredis[lua]`. (A `limits` MemoryStorage would also be right
+in the embedded mode, one process, but would take a second code path for no gain: the pause
+below needs the Redis connection anyway.)
+
+Each acquisition is one atomic script on the Redis server, so workers on any number of hosts
+share one budget. The library stamps each call with the caller's clock just before the script
+runs: the hosts' clocks must agree (NTP), and two calls may land closer than the window by that
+lag (about a millisecond), which HCP's unpublished limit leaves room for.
+
+A 429 from HCP pauses every worker of that account: a Redis key whose value is the end of the
+pause and whose PX expiry ends it, read by every `acquire`. A pause is never shortened by a
+shorter one, and none is longer than MAX_PAUSE_SECONDS.
+"""
 
 from __future__ import annotations
 
 import math
 import random
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import WatchError
+from limits import RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from .errors import RateLimitTimeout
 
-__all__ = ["RateLimitTimeout", "RedisRateLimiter"]
+__all__ = ["MAX_PAUSE_SECONDS", "RateLimitTimeout", "RedisRateLimiter"]
 
 # Longest pause one 429 (or the circuit breaker) may impose; a Retry-After of a day would
 # otherwise stop every sync silently (reliability.md §2.6: cap it, then alert).
@@ -24,17 +44,19 @@ def _as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisRateLimiter:
-    """Allow at most `rate_per_second` acquisitions in any 1-second window, across processes.
+def budget(rate_per_second: float) -> tuple[int, int]:
+    """Return (calls, seconds) of the moving window for a rate: 5.0 -> (5, 1), 0.25 -> (1, 4).
 
-    A sliding-window log: a sorted set holds one member per granted call, scored with the Redis
-    server's clock in microseconds (one clock for every host). A slot is taken with
-    WATCH/MULTI/EXEC, not Lua, so fakeredis (the embedded mode) runs the same code. Because any
-    commit to the key aborts every concurrent EXEC, a successful commit saw the exact set it
-    was judged on, and granted scores never go backwards.
-
-    Rates below 1/s become one call per 1/rate seconds. Fractional rates above 1 round down.
+    Fractional rates above 1 round down; rates below 1 become one call per 1/rate seconds,
+    rounded up to whole seconds (the windows of `limits` are whole seconds): never faster.
     """
+    if rate_per_second >= 1:
+        return int(math.floor(rate_per_second)), 1
+    return 1, int(math.ceil(1 / rate_per_second - 1e-9))
+
+
+class RedisRateLimiter:
+    """Allow at most `rate_per_second` acquisitions in any moving 1-second window, across hosts."""
 
     def __init__(
         self,
@@ -53,56 +75,17 @@ class RedisRateLimiter:
         self.pause_key = f"{key}:pause"
         self.max_wait = float(max_wait)
         self._sleep = sleep
-        if rate_per_second >= 1:
-            self.capacity = int(math.floor(rate_per_second))
-            self.window_us = 1_000_000
-        else:
-            self.capacity = 1
-            self.window_us = int(round(1_000_000 / rate_per_second))
+        self.capacity, self.window_seconds = budget(self.rate_per_second)
+        self.item = RateLimitItemPerSecond(self.capacity, self.window_seconds)
+        # "redis://" only names the client library; the connections come from the pool.
+        storage = RedisStorage("redis://", connection_pool=redis.connection_pool)
+        self.strategy = MovingWindowRateLimiter(storage)
 
     def __repr__(self) -> str:
-        return f"<RedisRateLimiter {self.key} {self.capacity}/{self.window_us / 1e6:g}s>"
-
-    def _now_us(self, conn: Any) -> int:
-        seconds, micros = conn.time()
-        return int(seconds) * 1_000_000 + int(micros)
-
-    def _try_acquire(self) -> tuple[bool, float]:
-        """Take a slot if one is free; return (granted, seconds) with the grant time or the wait."""
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(self.key)
-                    now = self._now_us(pipe)
-                    floor = now - self.window_us
-                    in_window = pipe.zcount(self.key, f"({floor}", "+inf")
-                    if in_window >= self.capacity:
-                        # The slot frees when the entry that pushes us over leaves the window.
-                        blocking = pipe.zrangebyscore(
-                            self.key,
-                            f"({floor}",
-                            "+inf",
-                            start=in_window - self.capacity,
-                            num=1,
-                            withscores=True,
-                        )
-                        pipe.unwatch()
-                        if not blocking:
-                            continue
-                        wait_us = int(blocking[0][1]) - floor
-                        return False, max(wait_us, 1) / 1e6
-                    pipe.multi()
-                    pipe.zadd(self.key, {f"{now}:{uuid.uuid4().hex[:12]}": now})
-                    pipe.zremrangebyscore(self.key, "-inf", floor)
-                    pipe.pexpire(self.key, self.window_us // 1000 + 1000)
-                    pipe.execute()
-                    return True, now / 1e6
-                except WatchError:
-                    # Another worker took a slot between our read and our write: judge again.
-                    continue
+        return f"<RedisRateLimiter {self.key} {self.capacity}/{self.window_seconds}s>"
 
     def acquire(self) -> float:
-        """Block (sleeping) until a call may be made; return the grant time (epoch seconds).
+        """Block (sleeping) until a call may be made; return the time of the grant (epoch seconds).
 
         Raises:
             RateLimitTimeout: if the shared pause or the queue would take longer than max_wait.
@@ -113,11 +96,14 @@ class RedisRateLimiter:
             if paused > 0:
                 self._wait(paused, deadline, reason="HCP calls are paused")
                 continue
-            granted, value = self._try_acquire()
-            if granted:
-                return value
-            # A little jitter so the waiting workers do not all retry in the same millisecond.
-            self._wait(value + random.uniform(0, 0.01), deadline, reason="rate limit queue")
+            if self.strategy.hit(self.item, self.key):
+                return time.time()
+            # A slot frees when the oldest call in the window leaves it (at once if one freed
+            # since the hit). A little jitter so waiting workers do not all retry together.
+            stats = self.strategy.get_window_stats(self.item, self.key)
+            wait = 0.0 if stats.remaining > 0 else stats.reset_time - time.time()
+            wait = max(wait, 0.001) + random.uniform(0, 0.01)
+            self._wait(wait, deadline, reason="rate limit queue")
 
     def _wait(self, seconds: float, deadline: float, *, reason: str) -> None:
         remaining = deadline - time.monotonic()

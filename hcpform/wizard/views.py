@@ -20,11 +20,11 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from .. import formdefs, limits, queue, submissions, validation
+from .. import formdefs, queue, ratelimits, submissions, validation
 from ..extensions import db
-from ..limits import limit_submissions
 from ..lookup import lookup_customer
 from ..models import Draft, Form
+from ..ratelimits import limit_submissions
 from ..security import allow_framing_by
 from ..timeutil import utcnow
 from . import bp, steps
@@ -50,7 +50,7 @@ def limit_page_views() -> ResponseReturnValue | None:
     """Refuse wizard pages with the 429 page once one client IP asks for too many."""
     if request.method in ("GET", "HEAD") and request.endpoint:
         if request.endpoint.rsplit(".", 1)[-1] not in NOT_PAGES:
-            return limits.refuse_over("page-views", "RATELIMIT_PAGE_VIEWS_PER_IP")
+            return ratelimits.refuse_over("page-views", "RATELIMIT_PAGE_VIEWS_PER_IP")
     return None
 
 
@@ -258,7 +258,7 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now) -> ResponseRet
     if wtform[HONEYPOT].data:
         answers["_honeypot"] = "1"
     if draft is None:
-        refused = limits.refuse_over("drafts", "RATELIMIT_DRAFTS_PER_IP")
+        refused = ratelimits.refuse_over("drafts", "RATELIMIT_DRAFTS_PER_IP")
         if refused is not None:
             return refused
         draft = submissions.start_draft(
@@ -274,7 +274,7 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now) -> ResponseRet
     if phone and (draft.lookup or {}).get("phone") != phone:
         # Committed first: the HCP lookup (up to HCP_LOOKUP_TIMEOUT) holds no database lock.
         draft.lookup = lookup_customer(
-            phone, ip=limits.client_ip(), last_name=str(answers.get("customer_lname") or "")
+            phone, ip=ratelimits.client_ip(), last_name=str(answers.get("customer_lname") or "")
         )
         db.session.commit()
     if result.out_of_area:
@@ -325,7 +325,7 @@ def review(slug: str) -> ResponseReturnValue:
     )
 
 
-@limit_submissions  # per form and per IP, counted only here (hcpform/limits.py)
+@limit_submissions  # per form and per IP, counted only here (hcpform/ratelimits.py)
 def submit(form: Form, draft: Draft, *, now) -> ResponseReturnValue:  # noqa: ANN001
     """Commit the submission first, then enqueue its sync; a queue outage only delays it."""
     honeypot = request.form.get(HONEYPOT, "") or draft.answers.get("_honeypot", "")
@@ -393,7 +393,7 @@ def out_of_area(slug: str) -> ResponseReturnValue:
             error = EXPIRED
         else:
             # Each post that may write a row counts against the client's allowance.
-            refused = limits.refuse_over("out-of-area", "RATELIMIT_OUT_OF_AREA_PER_IP")
+            refused = ratelimits.refuse_over("out-of-area", "RATELIMIT_OUT_OF_AREA_PER_IP")
             if refused is not None:
                 return refused
             email = request.form.get("email", "")

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from . import models  # noqa: F401  (registers the tables with the metadata)
 from .config import check_config, load_config
-from .extensions import csrf, db, limiter, migrate
+from .extensions import csrf, db, init_redis, limiter, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 __version__ = "0.1.0"
@@ -36,11 +36,12 @@ def create_app(
     csrf.init_app(app)
     limiter.init_app(app)
 
-    from . import database, logs, queue, security
+    from . import database, logs, security, worker
 
     logs.init_app(app)
     database.init_app(app)
-    queue.init_app(app)
+    init_redis(app)
+    worker.init_app(app)
     security.init_app(app)
 
     from .admin import bp as admin_bp

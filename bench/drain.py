@@ -37,7 +37,7 @@ from bench.sync import add_submission, make_app, start_workers  # noqa: E402
 
 def queue_length() -> int:
     """Return the sync jobs waiting: on the queue plus scheduled."""
-    from hcpform.queue import get_queue
+    from hcpform.jobs import get_queue
 
     queue = get_queue()
     return len(queue) + queue.scheduled_job_registry.count
@@ -45,7 +45,7 @@ def queue_length() -> int:
 
 def sync_jobs_made() -> int:
     """Return how many sync jobs were ever made (each submission's job counter, summed)."""
-    from hcpform.queue import get_redis
+    from hcpform.extensions import get_redis
 
     conn = get_redis()
     keys = list(conn.scan_iter("hcpform:sync:job:*", count=1000))
@@ -98,8 +98,8 @@ def main() -> int:
         app = make_app(env)
         with app.app_context():
             from hcpform.admin.settings import check_connection
+            from hcpform.connection import connection_row, mark_disconnected
             from hcpform.extensions import db
-            from hcpform.hcp.connection import connection_row, mark_disconnected
             from hcpform.models import Status, Submission
 
             # The outage's end state: the circuit is open, N submissions wait.

@@ -105,7 +105,7 @@ def add_submission(n: int, run: str) -> Any:
 def submit(n: int, run: str) -> int:
     """Commit a submission, then enqueue its sync (the order the wizard uses); return its id."""
     from hcpform.extensions import db
-    from hcpform.queue import enqueue_sync
+    from hcpform.jobs import enqueue_sync
     from hcpform.timeutil import utcnow
 
     sub = add_submission(n, run)

@@ -23,8 +23,8 @@ def main() -> None:
     from rq import SimpleWorker
 
     from hcpform import create_app
-    from hcpform.extensions import db
-    from hcpform.queue import get_queue, get_redis
+    from hcpform.extensions import db, get_redis
+    from hcpform.jobs import get_queue
 
     app = create_app()
 

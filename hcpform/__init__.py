@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from . import models  # noqa: F401  (registers the tables with the metadata)
 from .config import check_config, load_config
-from .extensions import csrf, db, migrate
+from .extensions import csrf, db, init_redis, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 __version__ = "0.1.0"
@@ -35,11 +35,12 @@ def create_app(
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
 
-    from . import database, logs, queue, security
+    from . import database, logs, security, worker
 
     logs.init_app(app)
     database.init_app(app)
-    queue.init_app(app)
+    init_redis(app)
+    worker.init_app(app)
     security.init_app(app)
 
     from .admin import bp as admin_bp

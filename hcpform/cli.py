@@ -80,7 +80,8 @@ def sweep_command() -> None:
 def dev_command(host: str, port: int) -> None:
     """Run the web app, a worker and (with HCP_API_BASE_URL=sandbox) the HCP sandbox together."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    from .queue import ensure_embedded_worker, is_embedded
+    from .extensions import is_embedded
+    from .worker import ensure_embedded_worker
 
     sandbox = None
     if app.config["HCP_API_BASE_URL"] == "sandbox":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ class DefaultConfig:
     REDIS_URL: str | None = None
     RQ_QUEUE = "hcp-sync"
     # RQ stops a sync job after SYNC_JOB_TIMEOUT s: at least the HCP time of one attempt
-    # (sync.CALLS_PER_ATTEMPT calls x (SYNC_RATE_LIMIT_WAIT_SECONDS + HCP_CONNECT_TIMEOUT +
+    # (CALLS_PER_ATTEMPT calls x (SYNC_RATE_LIMIT_WAIT_SECONDS + HCP_CONNECT_TIMEOUT +
     # HCP_READ_TIMEOUT) = 10 x 23.05 s by default). The lease outlives the job and one more call
     # in flight when it is stopped. check_config enforces both.
     SYNC_JOB_TIMEOUT = 240
@@ -161,6 +162,27 @@ def instance_secret(path: Path, make: Any) -> str:
     return value
 
 
+# The most HCP calls one attempt makes, every list on one page: job types, lead sources, two
+# customer searches, the customer, the customer's addresses, the address, the customer's jobs
+# (after a lost answer), the job, and one spare. check_config sizes the job timeout with it.
+CALLS_PER_ATTEMPT = 10
+
+
+def call_seconds(config: Mapping[str, Any]) -> float:
+    """Return the longest one HCP call of a sync can take: rate-limit wait, connect and read."""
+    seconds = (
+        float(config["SYNC_RATE_LIMIT_WAIT_SECONDS"])
+        + float(config["HCP_CONNECT_TIMEOUT"])
+        + float(config["HCP_READ_TIMEOUT"])
+    )
+    return round(seconds, 3)  # 0.2 + 0.2 + 1.0 is 1.4, not 1.4000000000000001
+
+
+def attempt_seconds(config: Mapping[str, Any]) -> float:
+    """Return the longest one sync attempt's HCP calls can take (the client never retries)."""
+    return round(CALLS_PER_ATTEMPT * call_seconds(config), 3)
+
+
 def check_config(app: Flask) -> None:
     """Fail fast on settings that are present but wrong, or secrets missing in production.
 
@@ -177,8 +199,6 @@ def check_config(app: Flask) -> None:
         raise RuntimeError("REDIS_URL must start with redis://, rediss:// or unix://")
     # The sync's timing: RQ stops a job at SYNC_JOB_TIMEOUT, which must cover one attempt's HCP
     # calls; the lease must outlive the job and a call still in flight when it is stopped.
-    from .sync import CALLS_PER_ATTEMPT, attempt_seconds, call_seconds
-
     try:
         per_call, per_attempt = call_seconds(cfg), attempt_seconds(cfg)
         job, lease = float(cfg["SYNC_JOB_TIMEOUT"]), float(cfg["SYNC_LEASE_SECONDS"])

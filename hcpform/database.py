@@ -8,8 +8,8 @@ from flask import Flask
 from sqlalchemy import event, select
 
 from . import formdefs
+from .connection import connection_row
 from .extensions import db
-from .hcp.connection import connection_row
 from .models import Form, TermsVersion
 
 

@@ -1,7 +1,11 @@
-"""Unbound Flask extensions, initialised by the app factory."""
+"""Unbound Flask extensions and the Redis connection, initialised by the app factory."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import redis
+from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -26,3 +30,40 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
+EXT_KEY = "hcpform.redis"
+_fake_servers: dict[str, Any] = {}
+
+
+def init_redis(app: Flask) -> None:
+    """Store one Redis client on the app: real when REDIS_URL is set, fakeredis otherwise."""
+    url = app.config.get("REDIS_URL")
+    if url:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+        )
+        app.extensions[EXT_KEY] = client
+        app.extensions["hcpform.embedded_queue"] = False
+    else:
+        try:
+            import fakeredis
+        except ImportError as exc:  # production installs leave out the `embedded` extra
+            raise RuntimeError(
+                "REDIS_URL is not set and fakeredis is not installed: set REDIS_URL to a Redis "
+                "server, or install the embedded queue with pip install 'hcpform[embedded]' "
+                "(scripts/run does)."
+            ) from exc
+
+        # One fake server per process, shared by the web threads and the worker thread.
+        server = _fake_servers.setdefault("default", fakeredis.FakeServer())
+        app.extensions[EXT_KEY] = fakeredis.FakeStrictRedis(server=server)
+        app.extensions["hcpform.embedded_queue"] = True
+
+
+def get_redis(app: Flask | None = None) -> redis.Redis:
+    """Return the app's Redis client (real or embedded)."""
+    return (app or current_app).extensions[EXT_KEY]
+
+
+def is_embedded(app: Flask | None = None) -> bool:
+    """Return True when the queue runs in-process (no REDIS_URL)."""
+    return bool((app or current_app).extensions.get("hcpform.embedded_queue"))

@@ -7,7 +7,7 @@ A definition is a dict: {"steps": [{"slug", "title", "fields": [field, ...]}, ..
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Protocol
 
 TEMPLATE_NAME = "HousecallPro Service Request Template"
 DEFAULT_SLUG = "service-request"
@@ -231,3 +231,24 @@ def step_slugs(definition: dict[str, Any]) -> list[str]:
 def get_step(definition: dict[str, Any], slug: str) -> dict[str, Any] | None:
     """Return the step with this slug, or None."""
     return next((s for s in definition.get("steps", []) if s["slug"] == slug), None)
+
+
+class FormSettings(Protocol):
+    """The settings of a form that its choices come from (a `models.Form` row has them)."""
+
+    service_types: list[dict[str, Any]]
+    time_windows: list[dict[str, Any]]
+
+
+def choices_for(field: dict[str, Any], form: FormSettings) -> list[tuple[str, str]]:
+    """Return (value, label) pairs for a select or radio field of a form."""
+    options = field.get("options")
+    if options == "service_types":
+        return [(s["name"], s["name"]) for s in form.service_types]
+    if options == "urgency":
+        return list(URGENCY_CHOICES)
+    if options == "states":
+        return list(US_STATES)
+    if options == "time_windows":
+        return [(w["id"], w["label"]) for w in form.time_windows]
+    return [(str(v), str(label)) for v, label in (options or [])]

@@ -14,7 +14,8 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
     """Report the state of each part the product depends on."""
-    from .queue import get_queue, get_redis, is_embedded
+    from .extensions import get_redis, is_embedded
+    from .jobs import get_queue
 
     report: dict[str, object] = {}
     status = 200
@@ -31,7 +32,7 @@ def healthz() -> ResponseReturnValue:
     except Exception as exc:  # the wizard still saves submissions; they wait for the sweep
         report["queue"] = {"ok": False, "embedded": is_embedded(), "error": exc.__class__.__name__}
     if status == 200:
-        from .hcp.connection import connection_row, key_source
+        from .connection import connection_row, key_source
 
         try:
             conn = connection_row()

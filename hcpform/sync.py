@@ -14,7 +14,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
@@ -28,27 +28,22 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import formdefs
-from .extensions import db
-from .hcp import payloads
-from .hcp.client import HcpError, HousecallProClient
-from .hcp.connection import (
+from .connection import (
     KeyUnreadable,
     connection_row,
     key_source,
     make_client,
     mark_disconnected,
 )
+from .extensions import db
+from .hcp import payloads
+from .hcp.client import HcpError, HousecallProClient
 from .hcp.errors import HcpTransientError
 from .models import Form, HcpConnection, Status, Submission, SyncAttempt
 from .timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
-
-# The most HCP calls one attempt makes, every list on one page: job types, lead sources, two
-# customer searches, the customer, the customer's addresses, the address, the customer's jobs
-# (after a lost answer), the job, and one spare. check_config sizes the job timeout with it.
-CALLS_PER_ATTEMPT = 10
 
 # (submission id, lease token) of the run in this thread; see _lease_guard.
 _current_run: ContextVar[tuple[int, str] | None] = ContextVar("hcpform_sync_run", default=None)
@@ -60,21 +55,6 @@ class SyncFailed(Exception):
 
 class LeaseLost(Exception):
     """The run's lease ran out and another run took the submission over: stop, write nothing."""
-
-
-def call_seconds(config: Mapping[str, Any]) -> float:
-    """Return the longest one HCP call of a sync can take: rate-limit wait, connect and read."""
-    seconds = (
-        float(config["SYNC_RATE_LIMIT_WAIT_SECONDS"])
-        + float(config["HCP_CONNECT_TIMEOUT"])
-        + float(config["HCP_READ_TIMEOUT"])
-    )
-    return round(seconds, 3)  # 0.2 + 0.2 + 1.0 is 1.4, not 1.4000000000000001
-
-
-def attempt_seconds(config: Mapping[str, Any]) -> float:
-    """Return the longest one sync attempt's HCP calls can take (the client never retries)."""
-    return round(CALLS_PER_ATTEMPT * call_seconds(config), 3)
 
 
 @event.listens_for(Session, "before_flush")
@@ -301,7 +281,7 @@ def person_lock(sub: Submission) -> Iterator[None]:
     Raises:
         HcpTransientError: when another run holds it too long (the sync is retried later).
     """
-    from .queue import get_redis
+    from .extensions import get_redis
     from .validation import phone_digits
 
     secret = str(current_app.config["SECRET_KEY"]).encode()
@@ -333,6 +313,11 @@ def person_lock(sub: Submission) -> Iterator[None]:
                 pass
 
 
+def _request(sub: Submission) -> payloads.ServiceRequest:
+    """Return the submission's values as the plain request the payload builders take."""
+    return payloads.ServiceRequest.of(sub)
+
+
 def _mark_sent(sub: Submission, step: str) -> None:
     """Record, before the POST goes out, that a create for this step may now exist in HCP."""
     steps = set(filter(None, sub.creates_sent.split(",")))
@@ -356,10 +341,10 @@ def find_customer(
             continue
         result = client.search_customers(query, page_size=50)
         for customer in result.get("customers", []):
-            rule = payloads.submission_matches(customer, sub)
+            rule = payloads.submission_matches(customer, _request(sub))
             if rule:
                 return customer, rule, None
-            if candidate is None and payloads.possible_duplicate(customer, sub):
+            if candidate is None and payloads.possible_duplicate(customer, _request(sub)):
                 candidate = customer.get("id")
     return None, None, candidate
 
@@ -378,7 +363,7 @@ def ensure_customer(
         sub.hcp_customer_id = customer["id"]
         # HCP's record is the office's: what the person typed otherwise goes in the job's notes
         # (payloads.job_notes reads it), never into a PUT of the customer.
-        differences = {} if ours else payloads.typed_differences(customer, sub)
+        differences = {} if ours else payloads.typed_differences(customer, _request(sub))
         sub.typed_differences = payloads.differences_note(differences)
         logger.info(
             "🏠 Customer lookup result: %s matched by %s%s",
@@ -398,11 +383,13 @@ def ensure_customer(
     )
     _mark_sent(sub, "customer")
     created = client.create_customer(
-        payloads.customer_body(sub, lead_source=lead_source, tags=list(conn.default_tags or []))
+        payloads.customer_body(
+            _request(sub), lead_source=lead_source, tags=list(conn.default_tags or [])
+        )
     )
     sub.hcp_customer_id = created["id"]
     sub.customer_matched_by = "created"
-    address = payloads.find_address(created.get("addresses") or [], sub)
+    address = payloads.find_address(created.get("addresses") or [], _request(sub))
     if address is not None:
         sub.hcp_address_id = address["id"]
         sub.address_reused = False
@@ -420,7 +407,7 @@ def ensure_address(
     addresses = (customer or {}).get("addresses")
     if addresses is None or "address" in sub.creates_sent:
         addresses = client.list_customer_addresses(sub.hcp_customer_id)
-    match = payloads.find_address(addresses, sub)
+    match = payloads.find_address(addresses, _request(sub))
     if match is not None:
         sub.hcp_address_id = match["id"]
         sub.address_reused = "address" not in sub.creates_sent
@@ -428,7 +415,9 @@ def ensure_address(
         db.session.commit()
         return
     _mark_sent(sub, "address")
-    created = client.create_customer_address(sub.hcp_customer_id, payloads.address_body(sub))
+    created = client.create_customer_address(
+        sub.hcp_customer_id, payloads.address_body(_request(sub))
+    )
     sub.hcp_address_id = created["id"]
     sub.address_reused = False
     logger.info("📍 Address validation result: created address %s", created["id"])
@@ -459,7 +448,7 @@ def ensure_job(
     form = sub.form
     window = next((w for w in form.time_windows if w["id"] == sub.booking_window), None)
     body = payloads.job_body(
-        sub,
+        _request(sub),
         customer_id=sub.hcp_customer_id,
         address_id=sub.hcp_address_id,
         job_type_id=job_type_id,
@@ -552,9 +541,7 @@ def backoff_seconds(attempts: int, *, retry_after: float | None = None) -> float
 def schedule_retry(
     sub: Submission, attempt: SyncAttempt, exc: HcpError, *, outcome: str = "retry"
 ) -> str:
-    """Put the submission back to pending with its next attempt time, and enqueue it then."""
-    from .queue import enqueue_sync
-
+    """Put the submission back to pending with its next attempt time (jobs.py enqueues it)."""
     now = utcnow()
     first = sub.first_failure_at or now
     window = timedelta(hours=float(current_app.config["SYNC_RETRY_WINDOW_HOURS"]))
@@ -575,7 +562,6 @@ def schedule_retry(
         f"HCP error ({status_text}: {exc.message}); retrying in {delay:.0f} s", exc.status,
         outcome=outcome,
     )  # fmt: skip
-    enqueue_sync(sub.id, delay=delay)
     return outcome
 
 
@@ -648,21 +634,3 @@ def finish(
 
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def resume_waiting() -> int:
-    """Move every waiting submission back to pending and enqueue it; return how many."""
-    from .queue import enqueue_sync
-
-    ids = list(db.session.scalars(select(Submission.id).where(Submission.status == Status.WAITING)))
-    if ids:
-        db.session.execute(
-            update(Submission)
-            .where(Submission.id.in_(ids), Submission.status == Status.WAITING)
-            .values(status=Status.PENDING, next_attempt_at=None, enqueued_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
-    for sid in ids:
-        enqueue_sync(sid)
-    return len(ids)

@@ -296,22 +296,6 @@ def normalise_email(value: str) -> str:
     return value.strip().lower()
 
 
-def normalise_street(value: str) -> str:
-    """Return a street reduced to compare two spellings (`12 Main St.` == `12 main street`)."""
-    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
-    text = re.sub(r"[^a-z0-9 ]+", " ", text)
-    words = [_STREET_ABBREVIATIONS.get(w, w) for w in text.split()]
-    return " ".join(words)
-
-
-_STREET_ABBREVIATIONS = {
-    "street": "st", "avenue": "ave", "av": "ave", "road": "rd", "drive": "dr", "lane": "ln",
-    "boulevard": "blvd", "court": "ct", "place": "pl", "terrace": "ter", "circle": "cir",
-    "highway": "hwy", "parkway": "pkwy", "north": "n", "south": "s", "east": "e", "west": "w",
-    "apartment": "apt", "suite": "ste",
-}  # fmt: skip
-
-
 def today_in(tz_name: str, now: datetime) -> date:
     """Return today's date in the business's time zone."""
     return now.astimezone(ZoneInfo(tz_name)).date()

@@ -1,18 +1,30 @@
-"""The `flask worker` command: an RQ worker (with its scheduler) inside the app context."""
+"""The workers: the `flask worker` command (an RQ worker with its scheduler), and the embedded
+worker thread that runs the same jobs in-process when no REDIS_URL is set."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import with_appcontext
-from rq import Worker
+from rq import SimpleWorker, Worker
+from rq.registry import ScheduledJobRegistry
+from rq.timeouts import TimerDeathPenalty
 
-from .extensions import db
-from .queue import enqueue_sweep, get_queue, get_redis, is_embedded
+from .extensions import db, get_redis, is_embedded
+from .jobs import enqueue_sweep, get_queue, sweep
 
 logger = logging.getLogger(__name__)
+_embedded_lock = threading.Lock()
+
+
+def init_app(app: Flask) -> None:
+    """With the embedded queue, start its worker thread on the first request (once)."""
+    if is_embedded(app):
+        app.before_request(lambda: ensure_embedded_worker(app))
 
 
 class SyncWorker(Worker):
@@ -63,3 +75,49 @@ def worker_command(burst: bool, name: str | None) -> None:
         maintenance_interval=max(2, int(app.config["SWEEP_INTERVAL_SECONDS"])),
     )
     worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+
+
+class _ThreadWorker(SimpleWorker):
+    """An RQ SimpleWorker that can live in a thread (no signal handlers, timer-based timeouts)."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:  # signals belong to the main thread
+        pass
+
+
+def ensure_embedded_worker(app: Flask) -> None:
+    """Start the in-process worker thread once per process (embedded queue only)."""
+    if app.extensions.get("hcpform.embedded_worker"):  # every request asks: no lock then
+        return
+    with _embedded_lock:
+        if app.extensions.get("hcpform.embedded_worker"):
+            return
+        thread = threading.Thread(
+            target=_embedded_loop, args=(app,), name="hcpform-embedded-worker", daemon=True
+        )
+        app.extensions["hcpform.embedded_worker"] = thread
+        thread.start()
+
+
+def _embedded_loop(app: Flask) -> None:
+    """Drain the queue, move due scheduled jobs, and sweep now and then, forever."""
+    queue = get_queue(app)
+    worker = _ThreadWorker([queue], connection=get_redis(app))
+    last_sweep = 0.0
+    while True:
+        try:
+            with app.app_context():
+                registry = ScheduledJobRegistry(queue=queue)
+                for job_id in registry.get_jobs_to_schedule(int(time.time())):
+                    registry.remove(job_id)
+                    job = queue.fetch_job(job_id)
+                    if job is not None:  # its hash may have expired meanwhile
+                        queue.enqueue_job(job)
+                if time.time() - last_sweep >= app.config["SWEEP_INTERVAL_SECONDS"]:
+                    last_sweep = time.time()
+                    sweep()
+                worker.work(burst=True, logging_level="WARNING")
+        except Exception:  # a thread that dies silently would stop every sync: log and go on
+            logger.exception("Embedded worker loop error")
+        time.sleep(0.5)

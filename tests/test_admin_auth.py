@@ -326,6 +326,6 @@ def test_admin_posts_need_the_csrf_token(app, admin_client):
     response = admin_client.post("/admin/integration/pause", data={"csrf_token": csrf_of(page)})
     assert response.status_code == 303
     with app.app_context():
-        from hcpform.hcp.connection import connection_row
+        from hcpform.connection import connection_row
 
         assert connection_row().paused is True

@@ -12,8 +12,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 
 from hcpform import crypto
+from hcpform.connection import connection_row
 from hcpform.extensions import db
-from hcpform.hcp.connection import connection_row
 from hcpform.jobs import sync_submission
 from hcpform.models import AuditEntry, Status, Submission
 from tests.admin_helpers import make_submission
@@ -27,7 +27,7 @@ SECRET_KEY = "hcp-live-0123456789abcdefWXYZ"
 
 
 def queued_ids(app: Any) -> list[int]:
-    from hcpform.queue import get_queue
+    from hcpform.jobs import get_queue
 
     with app.app_context():
         return [job.args[0] for job in get_queue().get_jobs()]
@@ -205,7 +205,7 @@ def test_end_to_end_wrong_key_then_right_key_syncs_the_waiting_submission(
         sub_id = db.session.scalar(select(Submission.id).where(Submission.reference == reference))
     # The run a worker would make: it takes the wizard's job off the queue and parks the row.
     with app.app_context():
-        from hcpform.queue import get_queue
+        from hcpform.jobs import get_queue
 
         get_queue().empty()
         assert sync_submission(sub_id) == "waiting"

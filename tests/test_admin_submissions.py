@@ -20,7 +20,7 @@ pytest_plugins = ["tests.admin_fixtures"]
 
 def queued_ids(app: Any) -> list[int]:
     """Return the submission ids waiting in the sync queue."""
-    from hcpform.queue import get_queue
+    from hcpform.jobs import get_queue
 
     with app.app_context():
         return [job.args[0] for job in get_queue().get_jobs()]

@@ -100,7 +100,7 @@ def sandbox_state(sandbox: Any) -> dict[str, Any]:
 
 
 def test_chaos_every_submission_synced_exactly_once(app, sandbox, start_worker, capsys):
-    from hcpform.queue import enqueue_sync
+    from hcpform.jobs import enqueue_sync
 
     rng = random.Random(SEED)
     requests.post(

@@ -153,8 +153,7 @@ def test_every_write_of_a_run_needs_its_lease(app_ctx, sandbox):
 
 
 def test_a_job_timeout_is_not_swallowed_and_gives_the_submission_back(app_ctx, sandbox):
-    from hcpform.jobs import sync_submission
-    from hcpform.queue import get_queue
+    from hcpform.jobs import get_queue, sync_submission
 
     app_ctx.config["HCP_READ_TIMEOUT"] = 10  # the call outlasts the job's time, not its own
     rule(sandbox, method="GET", path="/customers", kind="timeout", seconds=4, times=1)
@@ -174,7 +173,7 @@ def test_a_job_timeout_is_not_swallowed_and_gives_the_submission_back(app_ctx, s
 
 
 def test_park_takes_an_expired_syncing_row_but_not_a_held_one(app_ctx):
-    from hcpform.hcp.connection import connection_row
+    from hcpform.connection import connection_row
     from hcpform.sync import park
 
     conn = connection_row()
@@ -197,7 +196,7 @@ REASON = "the stored HCP key cannot be decrypted with the current encryption key
 
 def test_an_undecryptable_key_waits_with_its_reason_and_resumes_when_saved_again(app, sandbox):
     from hcpform.admin import settings as admin_settings
-    from hcpform.hcp.connection import connection_row
+    from hcpform.connection import connection_row
     from hcpform.jobs import sync_submission
     from tests.test_security import admin_login
 

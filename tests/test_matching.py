@@ -235,7 +235,7 @@ def test_an_address_with_a_unit_is_not_the_one_without(app_ctx, sandbox):
 
 
 def test_find_address_compares_the_unit(app_ctx):
-    sub = make_submission(street_line_2="#2B")
+    sub = payloads.ServiceRequest.of(make_submission(street_line_2="#2B"))
     same = {
         "id": "adr_1",
         "street": "1234 N. Clark Street",

@@ -31,7 +31,7 @@ def jobs_in(sandbox: Any) -> int:
 def test_submission_is_enqueued_on_redis_and_synced_by_a_real_worker(
     client, app, sandbox, start_worker
 ):
-    from hcpform.queue import get_queue
+    from hcpform.jobs import get_queue
 
     wizard = Wizard(client)
     wizard.complete()
@@ -206,8 +206,7 @@ def test_healthz_shows_the_backlog_to_alert_on(client, app):
 def test_a_submission_waiting_on_the_queue_is_not_enqueued_again(app):
     from datetime import timedelta
 
-    from hcpform.jobs import sweep
-    from hcpform.queue import enqueue_sync, enqueue_sync_once, get_queue
+    from hcpform.jobs import enqueue_sync, enqueue_sync_once, get_queue, sweep
     from tests.factories import make_submission
 
     with app.app_context():
@@ -235,14 +234,14 @@ def test_a_retry_the_running_job_schedules_for_itself_runs(app, sandbox, start_w
         sub = make_submission()
         db.session.commit()
         ref = sub.reference
-        from hcpform.queue import enqueue_sync
+        from hcpform.jobs import enqueue_sync
 
         assert enqueue_sync(sub.id)
     start_worker()
     wait_for(lambda: status_of(app, ref) == Status.SYNCED, timeout=60)
     with app.app_context():
+        from hcpform.extensions import get_redis
         from hcpform.models import SyncAttempt
-        from hcpform.queue import get_redis
 
         outcomes = list(db.session.scalars(select(SyncAttempt.outcome).order_by(SyncAttempt.id)))
         assert outcomes == ["retry", "synced"]

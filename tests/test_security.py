@@ -288,8 +288,8 @@ def settings(settings: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def stored_key(app: Any, sandbox: Any) -> str:
     """Store the distinctive HCP key encrypted on the connection row; the sandbox accepts it."""
+    from hcpform.connection import connection_row, key_source
     from hcpform.crypto import encrypt
-    from hcpform.hcp.connection import connection_row, key_source
 
     requests.post(f"{sandbox.url}/_sandbox/keys", json={"valid": [HCP_KEY]}, timeout=5)
     with app.app_context():
@@ -351,8 +351,7 @@ def admin_login(app: Any, client: Any) -> None:
 def test_no_secret_or_personal_data_in_logs_headers_redis_or_pages(
     app, sandbox, stored_key, caplog, start_worker, tmp_path, redis_server
 ):
-    from hcpform.jobs import sync_submission
-    from hcpform.queue import get_queue
+    from hcpform.jobs import get_queue, sync_submission
     from hcpform.redact import RedactingFilter
 
     caplog.set_level(logging.DEBUG)

@@ -22,7 +22,7 @@ def submission(app: Any, reference: str) -> Submission:
 
 
 def queued(app: Any) -> int:
-    from hcpform.queue import get_queue
+    from hcpform.jobs import get_queue
 
     with app.app_context():
         queue = get_queue()

@@ -216,8 +216,8 @@ def test_missing_mapping_fails_with_the_seed_words(app_ctx, sandbox):
 
 
 def test_401_pauses_everything_until_a_good_connection_test(app_ctx, sandbox):
-    from hcpform.hcp.connection import connection_row, test_connection
-    from hcpform.sync import resume_waiting
+    from hcpform.connection import connection_row, test_connection
+    from hcpform.jobs import resume_waiting
 
     requests.post(f"{sandbox.url}/_sandbox/keys", json={"valid": ["a-new-key"]}, timeout=5)
     first = make_submission()
@@ -242,7 +242,7 @@ def test_401_pauses_everything_until_a_good_connection_test(app_ctx, sandbox):
 
 
 def test_paused_sync_keeps_submissions_waiting(app_ctx, sandbox):
-    from hcpform.hcp.connection import connection_row
+    from hcpform.connection import connection_row
 
     conn = connection_row()
     conn.paused = True

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 
 from ..extensions import db
+from ..jobs import enqueue_sync
 from ..models import Draft, HcpCall, Status, Submission, SyncAttempt
-from ..queue import enqueue_sync
 
 # Statuses "Retry now" may move back to pending (syncing only once its lease has run out).
 RETRYABLE = (Status.FAILED, Status.WAITING, Status.PENDING, Status.MANUAL)

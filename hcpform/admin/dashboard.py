@@ -6,8 +6,8 @@ from flask import abort, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from ..connection import connection_row, key_source
 from ..extensions import db
-from ..hcp.connection import connection_row, key_source
 from ..models import Form
 from ..timeutil import utcnow
 from . import bp, stats

@@ -7,8 +7,8 @@ import logging
 from flask import flash, g, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
+from ..connection import connection_row, key_source
 from ..extensions import db
-from ..hcp.connection import connection_row, key_source
 from ..models import HcpConnection
 from . import bp, settings
 from .audit import record

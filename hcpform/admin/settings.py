@@ -13,12 +13,12 @@ from flask import current_app
 from sqlalchemy import select
 
 from .. import crypto, formdefs
+from ..connection import connection_row, key_source, make_client, test_connection
 from ..database import create_form_from_template
 from ..extensions import db
 from ..hcp.client import HcpError
-from ..hcp.connection import connection_row, key_source, make_client, test_connection
+from ..jobs import resume_waiting
 from ..models import Form, HcpConnection, Status, Submission, TermsVersion
-from ..sync import resume_waiting
 
 logger = logging.getLogger(__name__)
 

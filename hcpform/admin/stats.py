@@ -369,7 +369,7 @@ def timeline(submission_id: int, limit: int = 500) -> list[Event]:
 
 def answer_groups(sub: Submission) -> list[tuple[str, list[tuple[str, str]]]]:
     """Return every answer as (step title, [(question, answer)]), labels resolved from the form."""
-    from ..wizard.forms import choices_for
+    from ..formdefs import choices_for
 
     answers = dict(sub.answers or {})
     groups: list[tuple[str, list[tuple[str, str]]]] = []

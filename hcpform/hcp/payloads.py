@@ -1,15 +1,19 @@
-"""Pure functions from a submission to HCP request bodies and back (no I/O)."""
+"""Pure functions from a service request to HCP request bodies and back (no I/O).
+
+They take a `ServiceRequest`, a plain frozen dataclass of the values HCP needs, never a database
+row: this package knows nothing of hcpform's models, database or queue.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import date, datetime
 from typing import Any
 
 import phonenumbers
-
-from ..models import Submission
-from ..validation import normalise_email, normalise_street
 
 PHONE_KEYS = ("mobile_number", "home_number", "work_number")
 # A unit word says nothing about which unit: "Apt 2", "Unit 2" and "# 2" are the same one.
@@ -18,18 +22,79 @@ UNIT_WORDS = frozenset({"apt", "unit", "ste", "no"})
 URGENCY_LABELS = {"emergency": "Emergency", "soon": "Soon", "flexible": "Flexible"}
 
 
+@dataclass(frozen=True)
+class ServiceRequest:
+    """One homeowner's request as HCP needs it: who, where, what, when and where from."""
+
+    reference: str
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str
+    company: str | None
+    customer_type: str
+    is_first_time_client: bool | None
+    street: str
+    street_line_2: str | None
+    city: str
+    state: str
+    zip: str
+    country: str | None
+    service_type: str
+    urgency: str
+    description: str
+    special_instructions: str | None
+    booking_date: date | None
+    scheduled_start: datetime | None
+    scheduled_end: datetime | None
+    answers: Mapping[str, Any]
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    click_id: str | None
+    landing_url: str | None
+    referrer: str | None
+    typed_differences: str | None
+
+    @classmethod
+    def of(cls, source: Any) -> ServiceRequest:
+        """Return the request read from any object with these attributes (e.g. a row)."""
+        return cls(**{f.name: getattr(source, f.name) for f in fields(cls)})
+
+
+def normalise_email(value: str) -> str:
+    """Return the form of an email used to compare two addresses."""
+    return value.strip().lower()
+
+
+def normalise_street(value: str) -> str:
+    """Return a street reduced to compare two spellings (`12 Main St.` == `12 main street`)."""
+    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
+    text = re.sub(r"[^a-z0-9 ]+", " ", text)
+    words = [_STREET_ABBREVIATIONS.get(w, w) for w in text.split()]
+    return " ".join(words)
+
+
+_STREET_ABBREVIATIONS = {
+    "street": "st", "avenue": "ave", "av": "ave", "road": "rd", "drive": "dr", "lane": "ln",
+    "boulevard": "blvd", "court": "ct", "place": "pl", "terrace": "ter", "circle": "cir",
+    "highway": "hwy", "parkway": "pkwy", "north": "n", "south": "s", "east": "e", "west": "w",
+    "apartment": "apt", "suite": "ste",
+}  # fmt: skip
+
+
 def reference_marker(reference: str) -> str:
     """Return the text we put in a job's notes so a retry can find the job again."""
     return f"hcpform ref {reference}"
 
 
-def customer_tags(sub: Submission, extra: list[str]) -> list[str]:
+def customer_tags(sub: ServiceRequest, extra: list[str]) -> list[str]:
     """Return the tags of a new customer."""
     kind = "Commercial" if sub.customer_type == "commercial" else "Residential"
     return _unique(["Web request", kind, *extra])
 
 
-def job_tags(sub: Submission, extra: list[str]) -> list[str]:
+def job_tags(sub: ServiceRequest, extra: list[str]) -> list[str]:
     """Return the tags of the job: web request, classification, urgency."""
     tags = customer_tags(sub, extra)
     if sub.urgency == "emergency":
@@ -42,7 +107,7 @@ def _unique(items: list[str]) -> list[str]:
     return [t for t in items if t and not (t.lower() in seen or seen.add(t.lower()))]
 
 
-def address_body(sub: Submission) -> dict[str, Any]:
+def address_body(sub: ServiceRequest) -> dict[str, Any]:
     """Return an AddressCreate body."""
     body = {
         "street": sub.street,
@@ -56,7 +121,9 @@ def address_body(sub: Submission) -> dict[str, Any]:
     return body
 
 
-def customer_body(sub: Submission, *, lead_source: str | None, tags: list[str]) -> dict[str, Any]:
+def customer_body(
+    sub: ServiceRequest, *, lead_source: str | None, tags: list[str]
+) -> dict[str, Any]:
     """Return a CustomerCreate body with the service address inline."""
     body: dict[str, Any] = {
         "first_name": sub.first_name,
@@ -74,7 +141,7 @@ def customer_body(sub: Submission, *, lead_source: str | None, tags: list[str]) 
     return body
 
 
-def job_notes(sub: Submission, *, window_label: str, time_zone: str) -> str:
+def job_notes(sub: ServiceRequest, *, window_label: str, time_zone: str) -> str:
     """Return the job's notes: the problem, the answers, the reference and the attribution."""
     lines = [
         f"Web request {sub.reference} ({reference_marker(sub.reference)})",
@@ -101,7 +168,7 @@ def job_notes(sub: Submission, *, window_label: str, time_zone: str) -> str:
     return "\n".join(lines)
 
 
-def attribution_text(sub: Submission) -> str:
+def attribution_text(sub: ServiceRequest) -> str:
     """Return the lead attribution as one line."""
     parts = []
     if sub.utm_source or sub.utm_medium or sub.utm_campaign:
@@ -116,7 +183,7 @@ def attribution_text(sub: Submission) -> str:
 
 
 def job_body(
-    sub: Submission,
+    sub: ServiceRequest,
     *,
     customer_id: str,
     address_id: str,
@@ -245,12 +312,12 @@ def customer_matches(
     return None
 
 
-def submission_matches(customer: dict[str, Any], sub: Submission) -> str | None:
+def submission_matches(customer: dict[str, Any], sub: ServiceRequest) -> str | None:
     """Return how an HCP customer is the person of this submission ('phone', 'email'), or None."""
     return customer_matches(customer, phone=sub.phone, email=sub.email, last_name=sub.last_name)
 
 
-def possible_duplicate(customer: dict[str, Any], sub: Submission) -> bool:
+def possible_duplicate(customer: dict[str, Any], sub: ServiceRequest) -> bool:
     """Return True when a customer that is not a match shares the email or a number with sub."""
     wanted = phone_e164(sub.phone)
     if wanted and any(phone_e164(customer.get(key)) == wanted for key in PHONE_KEYS):
@@ -259,7 +326,7 @@ def possible_duplicate(customer: dict[str, Any], sub: Submission) -> bool:
     return bool(email) and normalise_email(customer.get("email") or "") == email
 
 
-def typed_differences(customer: dict[str, Any], sub: Submission) -> dict[str, str]:
+def typed_differences(customer: dict[str, Any], sub: ServiceRequest) -> dict[str, str]:
     """Return what a returning customer typed that HCP has otherwise, by field name.
 
     HCP's record stays as it is (the office decides); the values go to HCP's job notes only,
@@ -286,7 +353,7 @@ def differences_note(differences: dict[str, str]) -> str:
     return ("Typed in the request: " + "; ".join(differences.values())) if differences else ""
 
 
-def find_address(addresses: list[dict[str, Any]], sub: Submission) -> dict[str, Any] | None:
+def find_address(addresses: list[dict[str, Any]], sub: ServiceRequest) -> dict[str, Any] | None:
     """Return the customer's address with the same street, unit (street line 2) and ZIP, if any."""
     street, unit, zip5 = normalise_street(sub.street), _unit(sub.street_line_2), (sub.zip or "")[:5]
     for address in addresses:
@@ -302,21 +369,3 @@ def find_address(addresses: list[dict[str, Any]], sub: Submission) -> dict[str, 
 def _unit(value: str | None) -> str:
     """Return street line 2 reduced to the unit itself: "Apt. 2B", "unit 2b" and "#2B" agree."""
     return " ".join(w for w in normalise_street(value or "").split() if w not in UNIT_WORDS)
-
-
-def masked_hint(customer: dict[str, Any]) -> str:
-    """Return a hint that tells a returning customer we know them and tells nobody else much."""
-    first = (customer.get("first_name") or "").strip()[:1]
-    last = (customer.get("last_name") or "").strip()[:1]
-    initials = " ".join(f"{c.upper()}." for c in (first, last) if c)
-    addresses = customer.get("addresses") or []
-    street = ""
-    if addresses:
-        words = (addresses[0].get("street") or "").split()
-        if words and words[0].isdigit():
-            number = words[0]
-            masked = (
-                number[:2] + "•" * max(0, len(number) - 2) if len(number) > 2 else "•" * len(number)
-            )
-            street = " ".join([masked, *words[1:]])
-    return ", ".join(p for p in (initials, street) if p)

@@ -21,6 +21,7 @@ from wtforms import (
 from wtforms.validators import ValidationError
 
 from .. import formdefs, validation
+from ..formdefs import choices_for
 from ..models import Form
 from .csrf import DraftCSRF
 
@@ -128,20 +129,6 @@ class WizardForm(FlaskForm):
         )
         self[ADDRESS_CHOICE].errors = [self.address_problem.message]
         return False
-
-
-def choices_for(field: dict[str, Any], form: Form) -> list[tuple[str, str]]:
-    """Return (value, label) pairs for a select or radio field of a form."""
-    options = field.get("options")
-    if options == "service_types":
-        return [(s["name"], s["name"]) for s in form.service_types]
-    if options == "urgency":
-        return list(formdefs.URGENCY_CHOICES)
-    if options == "states":
-        return list(formdefs.US_STATES)
-    if options == "time_windows":
-        return [(w["id"], w["label"]) for w in form.time_windows]
-    return [(str(v), str(label)) for v, label in (options or [])]
 
 
 def _required_message(field: dict[str, Any]) -> str:

@@ -20,10 +20,11 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from .. import formdefs, queue, ratelimits, submissions, validation
+from .. import formdefs, jobs, ratelimits, submissions, validation
 from ..extensions import db
-from ..lookup import lookup_customer
+from ..formdefs import choices_for
 from ..models import Draft, Form
+from ..people import lookup_customer
 from ..ratelimits import limit_submissions
 from ..security import allow_framing_by
 from ..timeutil import utcnow
@@ -34,7 +35,6 @@ from .forms import (
     HONEYPOT,
     PREFILL_FIELDS,
     build_step_form,
-    choices_for,
     date_bounds,
 )
 
@@ -332,7 +332,7 @@ def submit(form: Form, draft: Draft, *, now) -> ResponseReturnValue:  # noqa: AN
     submission = submissions.submit(draft, form, now=now, honeypot=honeypot)
     db.session.commit()
     if submission.status == "pending" and submission.enqueued_at is None:
-        if queue.enqueue_sync(submission.id):
+        if jobs.enqueue_sync(submission.id):
             submission.enqueued_at = utcnow()
             db.session.commit()
     logger.info("Submission %s saved (%s)", submission.reference, submission.status)

@@ -21,9 +21,9 @@ from typing import Any
 from flask import current_app
 
 from . import ratelimits
+from .connection import connection_row, key_source, make_client
+from .extensions import get_redis
 from .hcp.client import HcpError
-from .hcp.connection import connection_row, key_source, make_client
-from .queue import get_redis
 from .validation import phone_digits, phone_key
 
 logger = logging.getLogger(__name__)

@@ -8,12 +8,11 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
-from ..crypto import SecretError, decrypt
-from ..extensions import db
-from ..models import HcpCall, HcpConnection
-from ..queue import get_redis
-from ..timeutil import utcnow
-from .client import HcpAuthError, HcpError, HousecallProClient
+from .crypto import SecretError, decrypt
+from .extensions import db, get_redis
+from .hcp.client import HcpAuthError, HcpError, HousecallProClient
+from .models import HcpCall, HcpConnection
+from .timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 

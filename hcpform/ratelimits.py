@@ -23,10 +23,8 @@ tool that builds several apps in one process gets each app's own storage.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, request
-from flask.typing import ResponseReturnValue
 from limits import RateLimitItem, RateLimitItemPerHour, parse_many
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -182,51 +179,6 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
-SUBMIT_REFUSED = (
-    "We've had a lot of requests from here. Your answers are saved: "
-    "please wait a little, then send your request again, or call us."
-)
-PAGE_REFUSED = (
-    "We've had a lot of requests from here. Please wait a little and try again, or call us."
-)
-
-
-def too_many(retry_after: float, message: str = SUBMIT_REFUSED) -> ResponseReturnValue:
-    """Return the 429 page: plain words, the business's phone, and when to try again."""
-    from .errors import render_error
-
-    html, status = render_error(429, message)
-    return html, status, {"Retry-After": str(math.ceil(retry_after)), "Cache-Control": "no-store"}
-
-
 def enabled() -> bool:
     """Return True unless RATELIMIT_ENABLED switched the limits off."""
     return bool(current_app.config.get("RATELIMIT_ENABLED", True))
-
-
-def refuse_over(name: str, config_key: str) -> ResponseReturnValue | None:
-    """Count one request of this kind from the client; return the 429 page once it is over."""
-    if not enabled():
-        return None
-    wait = hit(ip_limits(name, config_key, client_ip()))
-    return None if wait is None else too_many(wait, PAGE_REFUSED)
-
-
-def limit_submissions(
-    submit: Callable[..., ResponseReturnValue],
-) -> Callable[..., ResponseReturnValue]:
-    """Decorate the wizard's submit (form, draft, …): refuse it with a 429 once a limit is used up.
-
-    Nothing is written when refused: no submission row, and the draft stays as it was, so the
-    person can send it later with one click.
-    """
-
-    @functools.wraps(submit)
-    def wrapper(form: Any, draft: Any, *args: Any, **kwargs: Any) -> ResponseReturnValue:
-        if enabled() and not draft.submitted_at:
-            wait = hit(submit_limits(form, client_ip()))
-            if wait is not None:
-                return too_many(wait)
-        return submit(form, draft, *args, **kwargs)
-
-    return wrapper

@@ -25,7 +25,6 @@ from ..extensions import db
 from ..formdefs import choices_for
 from ..models import Draft, Form
 from ..people import lookup_customer
-from ..ratelimits import limit_submissions
 from ..security import allow_framing_by
 from ..timeutil import utcnow
 from . import bp, steps
@@ -37,6 +36,7 @@ from .forms import (
     build_step_form,
     date_bounds,
 )
+from .limits import limit_submissions, refuse_over
 
 logger = logging.getLogger(__name__)
 COOKIE = "hcpform_draft"
@@ -50,7 +50,7 @@ def limit_page_views() -> ResponseReturnValue | None:
     """Refuse wizard pages with the 429 page once one client IP asks for too many."""
     if request.method in ("GET", "HEAD") and request.endpoint:
         if request.endpoint.rsplit(".", 1)[-1] not in NOT_PAGES:
-            return ratelimits.refuse_over("page-views", "RATELIMIT_PAGE_VIEWS_PER_IP")
+            return refuse_over("page-views", "RATELIMIT_PAGE_VIEWS_PER_IP")
     return None
 
 
@@ -258,7 +258,7 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now) -> ResponseRet
     if wtform[HONEYPOT].data:
         answers["_honeypot"] = "1"
     if draft is None:
-        refused = ratelimits.refuse_over("drafts", "RATELIMIT_DRAFTS_PER_IP")
+        refused = refuse_over("drafts", "RATELIMIT_DRAFTS_PER_IP")
         if refused is not None:
             return refused
         draft = submissions.start_draft(
@@ -325,7 +325,7 @@ def review(slug: str) -> ResponseReturnValue:
     )
 
 
-@limit_submissions  # per form and per IP, counted only here (hcpform/ratelimits.py)
+@limit_submissions  # per form and per IP, counted only here (wizard/limits.py)
 def submit(form: Form, draft: Draft, *, now) -> ResponseReturnValue:  # noqa: ANN001
     """Commit the submission first, then enqueue its sync; a queue outage only delays it."""
     honeypot = request.form.get(HONEYPOT, "") or draft.answers.get("_honeypot", "")
@@ -393,7 +393,7 @@ def out_of_area(slug: str) -> ResponseReturnValue:
             error = EXPIRED
         else:
             # Each post that may write a row counts against the client's allowance.
-            refused = ratelimits.refuse_over("out-of-area", "RATELIMIT_OUT_OF_AREA_PER_IP")
+            refused = refuse_over("out-of-area", "RATELIMIT_OUT_OF_AREA_PER_IP")
             if refused is not None:
                 return refused
             email = request.form.get("email", "")

@@ -77,12 +77,29 @@ def imports_of(path: Path, name: str | None = None) -> set[str]:
                 target = node.module or ""
             if target.split(".")[0] != "hcpform":
                 continue
-            if node.module is None or (node.level and not node.module):
-                # `from . import x`: each name is a module of that package
+            if node.module is None:
+                # `from . import x`: x is a module of that package, or a name in its __init__
                 found.update(f"{target}.{a.name}" for a in node.names)
             else:
                 found.add(target)
     return found - {name}
+
+
+def unresolved_imports() -> list[str]:
+    """Return `from X import …` statements whose X is no module of the package."""
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level:
+                name = module_name(path)
+                package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, node.module])
+                if target not in modules:
+                    missing.append(f"{name}: from {'.' * node.level}{node.module} ({target})")
+    return missing
 
 
 def graph() -> dict[str, set[str]]:
@@ -114,6 +131,11 @@ def layer_of(module: str) -> int:
 def test_every_module_has_a_layer():
     unplaced = sorted(m for m in graph() if layer_of(m) < 0)
     assert not unplaced, f"put these modules in a layer of tests/test_layers.py: {unplaced}"
+
+
+def test_every_relative_import_names_a_module():
+    missing = unresolved_imports()
+    assert not missing, "\n".join(missing)
 
 
 def test_no_import_goes_up_a_layer():

@@ -1,0 +1,276 @@
+"""The sync's steps: customer → address → job, each idempotent, each storing its HCP id at once.
+
+Each step does nothing when its id is already stored, and after a create whose answer was lost
+(timeout, dropped connection, worker killed) looks for what it made before sending it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import current_app
+from redis.exceptions import LockError
+
+from .. import formdefs
+from ..extensions import db
+from ..hcp import payloads
+from ..hcp.client import HousecallProClient
+from ..hcp.errors import HcpTransientError
+from ..models import Form, HcpConnection, Submission
+
+logger = logging.getLogger(__name__)
+
+
+class SyncFailed(Exception):
+    """A permanent problem on our side (e.g. a missing mapping); the message is for a person."""
+
+
+def run_steps(client: HousecallProClient, sub: Submission, conn: HcpConnection) -> None:
+    """Run the steps in order; each one does nothing when its id is already stored."""
+    missing = formdefs.missing_required_keys(sub.form.definition)
+    if missing:
+        raise SyncFailed(formdefs.missing_mappings_message(missing))
+    job_type_id = resolve_job_type(client, sub.form, sub, conn)
+    lead_source = resolve_lead_source(client, sub, conn)
+    with person_lock(sub):
+        found = ensure_customer(client, sub, conn, lead_source)
+        ensure_address(client, sub, found)
+    ensure_job(client, sub, conn, job_type_id, lead_source)
+
+
+@contextmanager
+def person_lock(sub: Submission) -> Iterator[None]:
+    """Hold this person's lock (by phone and by email) while their customer and address are made.
+
+    Two submissions of one new person synced at the same moment by two workers would otherwise
+    both find no customer, and both create one. The Redis keys are HMACs: no phone or email.
+
+    Raises:
+        HcpTransientError: when another run holds it too long (the sync is retried later).
+    """
+    from ..extensions import get_redis
+    from ..validation import phone_digits
+
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    values = {phone_digits(sub.phone), (sub.email or "").strip().lower()} - {""}
+    names = sorted(
+        "hcpform:person-lock:" + hmac.new(secret, v.encode(), hashlib.sha256).hexdigest()[:32]
+        for v in values
+    )  # always in the same order: two runs never wait for each other in a circle
+    lease = float(current_app.config["SYNC_LEASE_SECONDS"])
+    conn = get_redis()
+    # redis-py's Lock: SET NX PX with a token, released by a script only while still ours (it
+    # may have expired and been taken over). The embedded fakeredis runs the script with lupa.
+    locks = [
+        conn.lock(name, timeout=lease, sleep=0.05, blocking_timeout=max(1.0, lease / 3))
+        for name in names
+    ]
+    held: list[Any] = []
+    try:
+        for lock in locks:
+            if not lock.acquire():
+                raise HcpTransientError("another sync for the same person is running")
+            held.append(lock)
+        yield
+    finally:
+        for lock in reversed(held):
+            try:
+                lock.release()
+            except LockError:  # expired, maybe taken over: not ours to delete
+                pass
+
+
+def _request(sub: Submission) -> payloads.ServiceRequest:
+    """Return the submission's values as the plain request the payload builders take."""
+    return payloads.ServiceRequest.of(sub)
+
+
+def _mark_sent(sub: Submission, step: str) -> None:
+    """Record, before the POST goes out, that a create for this step may now exist in HCP."""
+    steps = set(filter(None, sub.creates_sent.split(",")))
+    steps.add(step)
+    sub.creates_sent = ",".join(sorted(steps))
+    db.session.commit()
+
+
+def find_customer(
+    client: HousecallProClient, sub: Submission
+) -> tuple[dict | None, str | None, str | None]:
+    """Look the person up by phone, then by email; return (match, rule, possible duplicate id).
+
+    A match is the mobile number, or a home/work number or the email together with the last
+    name (never a name alone, never an email alone). A customer that shares the email or a
+    number without matching is returned as the possible duplicate, so that the office can merge.
+    """
+    candidate: str | None = None
+    for query in (payloads.phone_query(sub.phone), sub.email):
+        if not query:
+            continue
+        result = client.search_customers(query, page_size=50)
+        for customer in result.get("customers", []):
+            rule = payloads.submission_matches(customer, _request(sub))
+            if rule:
+                return customer, rule, None
+            if candidate is None and payloads.possible_duplicate(customer, _request(sub)):
+                candidate = customer.get("id")
+    return None, None, candidate
+
+
+def ensure_customer(
+    client: HousecallProClient, sub: Submission, conn: HcpConnection, lead_source: str | None
+) -> dict[str, Any] | None:
+    """Store the HCP customer id: the existing customer when one matches, else a new one."""
+    if sub.hcp_customer_id:
+        return None
+    customer, rule, candidate = find_customer(client, sub)
+    if customer is not None:
+        # A match after our own create was sent is our customer, not a returning one.
+        ours = "customer" in sub.creates_sent
+        sub.customer_matched_by = "created" if ours else rule
+        sub.hcp_customer_id = customer["id"]
+        # HCP's record is the office's: what the person typed otherwise goes in the job's notes
+        # (payloads.job_notes reads it), never into a PUT of the customer.
+        differences = {} if ours else payloads.typed_differences(customer, _request(sub))
+        sub.typed_differences = payloads.differences_note(differences)
+        logger.info(
+            "🏠 Customer lookup result: %s matched by %s%s",
+            customer["id"],
+            rule,
+            f"; typed differently: {', '.join(differences)}" if differences else "",
+        )  # field names only: the values are personal data
+        db.session.commit()
+        return customer
+    if candidate and not sub.possible_duplicate_of:
+        # Committed with the mark below, before the POST: a retry after a lost answer finds our
+        # own new customer (a match), and the marker must survive that.
+        sub.possible_duplicate_of = candidate
+    logger.info(
+        "🏠 Customer lookup result: no match, creating a customer%s",
+        f" (possible duplicate of {candidate})" if candidate else "",
+    )
+    _mark_sent(sub, "customer")
+    created = client.create_customer(
+        payloads.customer_body(
+            _request(sub), lead_source=lead_source, tags=list(conn.default_tags or [])
+        )
+    )
+    sub.hcp_customer_id = created["id"]
+    sub.customer_matched_by = "created"
+    address = payloads.find_address(created.get("addresses") or [], _request(sub))
+    if address is not None:
+        sub.hcp_address_id = address["id"]
+        sub.address_reused = False
+        logger.info("📍 Address validation result: %s created with the customer", address["id"])
+    db.session.commit()
+    return created
+
+
+def ensure_address(
+    client: HousecallProClient, sub: Submission, customer: dict[str, Any] | None
+) -> None:
+    """Store the service address id: a matching address of the customer, else a new one."""
+    if sub.hcp_address_id:
+        return
+    addresses = (customer or {}).get("addresses")
+    if addresses is None or "address" in sub.creates_sent:
+        addresses = client.list_customer_addresses(sub.hcp_customer_id)
+    match = payloads.find_address(addresses, _request(sub))
+    if match is not None:
+        sub.hcp_address_id = match["id"]
+        sub.address_reused = "address" not in sub.creates_sent
+        logger.info("📍 Address validation result: reusing address %s", match["id"])
+        db.session.commit()
+        return
+    _mark_sent(sub, "address")
+    created = client.create_customer_address(
+        sub.hcp_customer_id, payloads.address_body(_request(sub))
+    )
+    sub.hcp_address_id = created["id"]
+    sub.address_reused = False
+    logger.info("📍 Address validation result: created address %s", created["id"])
+    db.session.commit()
+
+
+def ensure_job(
+    client: HousecallProClient,
+    sub: Submission,
+    conn: HcpConnection,
+    job_type_id: str | None,
+    lead_source: str | None,
+) -> None:
+    """Store the job id; after a create whose answer was lost, find that job by our reference."""
+    if sub.hcp_job_id:
+        return
+    if "job" in sub.creates_sent:
+        marker = payloads.reference_marker(sub.reference)
+        for job in client.iter_pages(
+            "/jobs", "jobs", params={"customer_id": sub.hcp_customer_id}, page_size=100
+        ):
+            notes = job.get("notes") or []
+            text = " ".join(n.get("content") or "" for n in notes if isinstance(n, dict))
+            if marker in text or marker in (job.get("description") or ""):
+                sub.hcp_job_id = job["id"]
+                db.session.commit()
+                return
+    form = sub.form
+    window = next((w for w in form.time_windows if w["id"] == sub.booking_window), None)
+    body = payloads.job_body(
+        _request(sub),
+        customer_id=sub.hcp_customer_id,
+        address_id=sub.hcp_address_id,
+        job_type_id=job_type_id,
+        lead_source=lead_source,
+        tags=list(conn.default_tags or []),
+        window_label=window["label"] if window else sub.booking_window,
+        time_zone=conn.time_zone or form.time_zone,
+    )
+    _mark_sent(sub, "job")
+    created = client.create_job(body)
+    sub.hcp_job_id = created["id"]
+    sub.job_work_status = created.get("work_status")
+    db.session.commit()
+
+
+def resolve_job_type(
+    client: HousecallProClient, form: Form, sub: Submission, conn: HcpConnection
+) -> str | None:
+    """Return the HCP job type id for the service type: mapped, else same name, else default.
+
+    Raises:
+        SyncFailed: when no job type can be found, naming the service type.
+    """
+    mapping = next((s for s in form.service_types if s["name"] == sub.service_type), None)
+    job_types = client.job_types()
+    known = {jt["id"]: jt for jt in job_types}
+    if mapping and mapping.get("job_type_id"):
+        if mapping["job_type_id"] in known:
+            return mapping["job_type_id"]
+        raise SyncFailed(
+            f"The HCP job type mapped to '{sub.service_type}' no longer exists in Housecall Pro. "
+            "Choose another one in the form settings, then retry."
+        )
+    by_name = {(jt.get("name") or "").strip().lower(): jt["id"] for jt in job_types}
+    if sub.service_type.strip().lower() in by_name:
+        return by_name[sub.service_type.strip().lower()]
+    if conn.default_job_type_id and conn.default_job_type_id in known:
+        return conn.default_job_type_id
+    raise SyncFailed(
+        f"No HCP job type matches the service type '{sub.service_type}'. Map it to a job type "
+        "in the form settings (or set a default job type), then retry."
+    )
+
+
+def resolve_lead_source(
+    client: HousecallProClient, sub: Submission, conn: HcpConnection
+) -> str | None:
+    """Return an existing HCP lead source name: the UTM source if HCP knows it, else the default."""
+    if sub.utm_source:
+        names = {(ls.get("name") or "").lower(): ls.get("name") for ls in client.lead_sources()}
+        if sub.utm_source.lower() in names:
+            return names[sub.utm_source.lower()]
+    return conn.default_lead_source or None

@@ -3,8 +3,9 @@
 Its own package: hcpform imports it only to run it (`flask --app hcpform hcp-sandbox`, or `dev`
 with HCP_API_BASE_URL=sandbox), and it imports nothing of hcpform. Modules: `contract`
 (housecall.v1.yaml through openapi-core, plus HCP's quirks), `state` (the store), one module
-per resource (`customers`, `jobs`, `leads`, `reference`, `schedule`), `faults` (injection and
-the WSGI layer), `control` (the /_sandbox/ endpoints), `app` (the Flask app and server), `cli`.
+per resource (`customers`, `jobs`, `estimates`, `leads`, `reference`, `schedule`, `staff`),
+`faults` (injection and the WSGI layer), `control` (the /_sandbox/ endpoints), `app` (the
+Flask app and server), `cli`.
 """
 
 from __future__ import annotations

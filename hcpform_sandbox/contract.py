@@ -46,10 +46,17 @@ UNKNOWN_PARAMETER = "unknown_parameter"
 NO_FORMATS: dict[str, Any] = {}  # formats are annotations: ids typed `uuid` are `pbpf_<hex>`
 
 # HCP drops unknown fields without a word, so a misspelt field (`adresses`) would vanish. For the
-# three creates our client depends on, unknown top-level fields are violations (and the body is
+# writes our client depends on, unknown top-level fields are violations (and the body is
 # required): the only way such a typo can surface before production.
 STRICT_TOP_LEVEL = frozenset(
-    {("POST", "/customers"), ("POST", "/customers/{customer_id}/addresses"), ("POST", "/jobs")}
+    {
+        ("POST", "/customers"),
+        ("POST", "/customers/{customer_id}/addresses"),
+        ("POST", "/jobs"),
+        ("POST", "/estimates"),
+        ("POST", "/leads"),
+        ("PUT", "/jobs/{job_id}/dispatch"),
+    }
 )
 # From the POST /customers requestBody description.
 CUSTOMER_CONTACT_FIELDS = (
@@ -72,6 +79,8 @@ LIVE_NULLABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Job", ("customer", "notes")),
     ("Schedule", ("scheduled_start",)),
     ("Schedule", ("scheduled_end",)),
+    ("Estimate", ("customer", "notes")),
+    ("EstimateOption", ("approval_status",)),
     ("Lead", ("assigned_employee",)),
     ("Lead", ("lead_source",)),
     ("Lead", ("pipeline_status",)),
@@ -348,7 +357,7 @@ class Contract:
         """Rules the definition states in prose, and the strict creates' unknown fields."""
         if not isinstance(body, dict):
             return []
-        out = []
+        out: list[Violation] = []
         if key == ("POST", "/customers"):
             if not any(
                 isinstance(body.get(f), str) and body[f].strip() for f in CUSTOMER_CONTACT_FIELDS
@@ -356,6 +365,12 @@ class Contract:
                 names = ", ".join(CUSTOMER_CONTACT_FIELDS)
                 out.append(Violation("body", "", f"one of {names} is required"))
         schedule = body.get("schedule")
+        if key == ("POST", "/estimates") and isinstance(schedule, dict):
+            for name in ("start_time", "end_time"):
+                value = schedule.get(name)
+                if isinstance(value, str) and not _iso(datetime, value):
+                    message = f"{value!r} is not an ISO-8601 date-time"
+                    out.append(Violation("body", f"schedule.{name}", message))
         if key == ("POST", "/jobs") and isinstance(schedule, dict):
             for name in ("scheduled_start", "scheduled_end"):
                 value = schedule.get(name)

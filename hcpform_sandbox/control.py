@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, request
 
 from .customers import address_json, customer_json
+from .estimates import estimate_json
 from .faults import FaultConfig
 from .jobs import job_json
 from .leads import lead_json
+from .staff import hours_json, parse_hours
 from .util import CONTROL_PREFIX, int_arg, json_response, state
 
 if TYPE_CHECKING:
@@ -28,20 +30,35 @@ def snapshot(st: SandboxState) -> dict[str, Any]:
                 "customers": len(st.customers),
                 "addresses": len(st.addresses),
                 "jobs": len(st.jobs),
+                "estimates": len(st.estimates),
                 "leads": len(st.leads),
+                "dispatches": len(st.dispatches),
                 "requests": len(st.requests),
             },
             "customers": [customer_json(st, c) for c in st.customers],
             "addresses": addresses,
             "jobs": [job_json(st, j, ("appointments",)) for j in st.jobs],
-            "leads": [lead_json(st, i) for i in st.leads],
+            "estimates": [estimate_json(st, e) for e in st.estimates],
+            # HCP's Lead shows no note; the sandbox's own view does, so tests can read it.
+            "leads": [dict(lead_json(st, i), note=st.leads[i]["note"]) for i in st.leads],
+            "dispatches": [dict(d, employee_ids=list(d["employee_ids"])) for d in st.dispatches],
             "company": copy.deepcopy(st.company),
             "job_types": [dict(t) for t in st.job_types],
             "employees": [dict(e) for e in st.employees],
+            "schedule": _schedule_json(st),
+            "service_zones": copy.deepcopy(st.service_zones),
             "lead_sources": [dict(s) for s in st.lead_sources],
             "faults": st.faults.to_json(),
             "valid_keys": sorted(st.api_keys),
         }
+
+
+def _schedule_json(st: SandboxState) -> dict[str, Any]:
+    """The online-booking settings: on or off, and each employee's working hours (lock held)."""
+    return {
+        "booking_windows": st.booking_windows_enabled,
+        "working_hours": {i: hours_json(h) for i, h in st.working_hours.items()},
+    }
 
 
 def _json_object() -> dict[str, Any] | Response:
@@ -57,6 +74,43 @@ def _json_object() -> dict[str, Any] | Response:
 @bp.get("/state")
 def get_state() -> Response:
     return json_response(200, snapshot(state()))
+
+
+@bp.get("/schedule")
+def get_schedule() -> Response:
+    st = state()
+    with st.lock:
+        return json_response(200, _schedule_json(st))
+
+
+@bp.post("/schedule")
+def set_schedule() -> Response:
+    """Turn booking windows on or off, and replace employees' working hours (400 on nonsense)."""
+    data, st = _json_object(), state()
+    if isinstance(data, Response):
+        return data
+    unknown = set(data) - {"booking_windows", "working_hours"}
+    enabled = data.get("booking_windows", True)
+    hours = data.get("working_hours") or {}
+    try:
+        if unknown:
+            raise ValueError(f"unknown schedule settings: {sorted(unknown)}")
+        if not isinstance(enabled, bool):
+            raise ValueError("booking_windows must be true or false")
+        if not isinstance(hours, dict):
+            raise ValueError("working_hours must map employee ids to their hours")
+        parsed = {employee_id: parse_hours(h) for employee_id, h in hours.items()}
+    except ValueError as exc:
+        return json_response(400, {"error": {"message": str(exc)}})
+    with st.lock:
+        known = {e["id"] for e in st.employees}
+        if set(parsed) - known:
+            message = f"unknown employees: {sorted(set(parsed) - known)}"
+            return json_response(400, {"error": {"message": message}})
+        if "booking_windows" in data:
+            st.booking_windows_enabled = enabled
+        st.working_hours.update(parsed)
+        return json_response(200, _schedule_json(st))
 
 
 @bp.get("/faults")

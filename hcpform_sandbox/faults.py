@@ -30,6 +30,7 @@ CREATE_OPERATIONS = frozenset(
         ("POST", "/customers"),
         ("POST", "/customers/{customer_id}/addresses"),
         ("POST", "/jobs"),
+        ("POST", "/estimates"),
         ("POST", "/leads"),
         ("POST", "/lead_sources"),
         ("POST", "/job_fields/job_types"),

@@ -1,4 +1,4 @@
-"""Jobs: create (with schedule, line items, staff), fetch, list with HCP's filters, and JSON."""
+"""Jobs: create (with schedule, line items, staff), fetch, list with HCP's filters, dispatch."""
 
 from __future__ import annotations
 
@@ -214,32 +214,66 @@ def get(st: SandboxState, job_id: str, expand: Iterable[str] = ()) -> Result:
         return 200, job_json(st, job_id, expand)
 
 
+def filter_locked(
+    st: SandboxState,
+    records: Mapping[str, Mapping[str, Any]],
+    ids: list[str],
+    args: MultiDict[str, str],
+) -> tuple[list[str], Result | None]:
+    """Apply the work_status[], scheduled_* range and employee_ids[] filters (lock held).
+
+    Jobs and estimates share them. A range filter leaves out unscheduled records.
+    """
+    if args.getlist("work_status[]"):
+        wanted = set().union(*(STATUS_FILTER.get(s, set()) for s in args.getlist("work_status[]")))
+        ids = [i for i in ids if records[i]["work_status"] in wanted]
+    for name, field_name, test in RANGE_FILTERS:
+        if args.get(name):
+            try:
+                bound = parse_datetime(args[name], st.tz)
+            except ValueError:
+                return [], field_errors(422, {name: ["is not a valid date"]})
+            ids = [
+                i
+                for i in ids
+                if (when := records[i]["schedule"][field_name])
+                and test(parse_datetime(when, st.tz), bound)
+            ]
+    if args.getlist("employee_ids[]"):
+        staff = set(args.getlist("employee_ids[]"))
+        ids = [i for i in ids if staff & set(records[i]["assigned_employee_ids"])]
+    return ids, None
+
+
+def dispatch(st: SandboxState, job_id: str, data: Mapping[str, Any]) -> Result:
+    """PUT /jobs/{job_id}/dispatch: the job's pros become exactly the ones given (200)."""
+    with st.lock:
+        if job_id not in st.jobs:
+            return error(404, "job not found")
+        employee_ids = list(
+            dict.fromkeys(d.get("employee_id") for d in data.get("dispatched_employees") or [])
+        )
+        missing = [str(e) for e in employee_ids if not employee_locked(st, str(e or ""))]
+        if missing:
+            return error(422, f"employee not found: {', '.join(missing)}")
+        job = st.jobs[job_id]
+        job["assigned_employee_ids"] = employee_ids
+        for appointment in job["appointments"]:
+            appointment["dispatched_employees_ids"] = list(employee_ids)
+        job["updated_at"] = now = iso(utcnow())
+        st.dispatches.append({"job_id": job_id, "employee_ids": employee_ids, "at": now})
+        return 200, {"assigned_employees": [employee_locked(st, e) for e in employee_ids]}
+
+
 def search(st: SandboxState, args: MultiDict[str, str]) -> Result:
     """GET /jobs with customer_id, work_status[], scheduled_start/end ranges and sorting."""
     with st.lock:
         ids = list(st.jobs)
         if args.get("customer_id"):
             ids = [j for j in ids if st.jobs[j]["customer_id"] == args["customer_id"]]
-        if args.getlist("work_status[]"):
-            wanted = set().union(
-                *(STATUS_FILTER.get(s, set()) for s in args.getlist("work_status[]"))
-            )
-            ids = [j for j in ids if st.jobs[j]["work_status"] in wanted]
-        for name, field_name, test in RANGE_FILTERS:
-            if args.get(name):
-                try:
-                    bound = parse_datetime(args[name], st.tz)
-                except ValueError:
-                    return field_errors(422, {name: ["is not a valid date"]})
-                ids = [
-                    j
-                    for j in ids
-                    if (when := st.jobs[j]["schedule"][field_name])
-                    and test(parse_datetime(when, st.tz), bound)
-                ]
-        if args.getlist("employee_ids[]"):
-            staff = set(args.getlist("employee_ids[]"))
-            ids = [j for j in ids if staff & set(st.jobs[j]["assigned_employee_ids"])]
+        ids, refused = filter_locked(st, st.jobs, ids, args)
+        if refused:
+            return refused
         sort_by = args.get("sort_by") or "created_at"
         if sort_by == "invoice_number":
             reverse = (args.get("sort_direction") or "desc") != "asc"
@@ -270,3 +304,8 @@ def index() -> Response:
 @bp.get("/jobs/<job_id>")
 def show(job_id: str) -> Response:
     return answer(get(state(), job_id, request.args.getlist("expand[]")))
+
+
+@bp.put("/jobs/<job_id>/dispatch")
+def dispatch_view(job_id: str) -> Response:
+    return answer(dispatch(state(), job_id, body() or {}))

@@ -1,6 +1,7 @@
 """Leads: create (for a customer or an inline one), fetch, list, and their JSON.
 
-HCP's definition also has estimates; the sandbox does not serve them (they answer 501).
+A lead's `note` is kept but not shown: neither HCP's Lead schema nor a lead captured from a live
+account has one. /_sandbox/state shows it.
 """
 
 from __future__ import annotations

@@ -85,7 +85,10 @@ def seed_company(time_zone: str) -> dict[str, Any]:
         "website": "https://riverbend-plumbing.example",
         "default_arrival_window": "120",  # minutes; the definition types it as a string
         "time_zone": time_zone,
-        "service_areas_data": {"zip_codes": ["78701", "78702", "78703", "78704", "78745"]},
+        # The ZIP codes of the seeded service zones (staff.py).
+        "service_areas_data": {
+            "zip_codes": ["78701", "78702", "78703", "78704", "78705", "78745", "78748", "78749"]
+        },
         "locations": [],
     }
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import customers, reference
+from . import customers, reference, staff
 from .faults import FaultConfig
 from .util import DEFAULT_API_KEY
 
@@ -30,8 +30,8 @@ class Meta:
 class SandboxState:
     """Everything the sandbox knows, in memory, behind one lock.
 
-    The resource modules (customers, jobs, leads, reference, schedule) read and change it;
-    their public functions take the lock, their `_locked` helpers expect it held.
+    The resource modules (customers, jobs, estimates, leads, reference, schedule, staff) read
+    and change it; their public functions take the lock, their `_locked` helpers expect it held.
     """
 
     def __init__(
@@ -71,22 +71,30 @@ class SandboxState:
         self.employees: list[dict[str, Any]] = []
         self.job_types: list[dict[str, Any]] = []
         self.lead_sources: list[dict[str, Any]] = []
+        self.working_hours: dict[str, staff.Hours] = {}  # employee id -> weekday -> span
+        self.service_zones: list[dict[str, Any]] = []
         self._reset_data(reseed=True)
 
     def _reset_data(self, *, reseed: bool) -> None:
-        """Clear customers, addresses, jobs, leads and the request log (lock held or init)."""
+        """Clear customers, addresses, jobs, estimates, leads and the log (lock held or init)."""
         self.customers: dict[str, dict[str, Any]] = {}
         self.addresses: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.estimates: dict[str, dict[str, Any]] = {}
         self.leads: dict[str, dict[str, Any]] = {}
+        self.dispatches: list[dict[str, Any]] = []  # PUT /jobs/{id}/dispatch, in order
+        # Off: the company has no online booking windows (GET .../booking_windows answers none).
+        self.booking_windows_enabled = True
         self.meta: dict[str, Meta] = {}
         self.customer_addresses: dict[str, list[str]] = {}  # customer id -> address ids, in order
         self._seq = 0
         self.invoice_number = 0
+        self.estimate_number = 0
         self.lead_number = 0
         self.requests.clear()
         if reseed:
             reference.seed_locked(self)
+            staff.seed_locked(self)
         for customer in self._seed_customers:
             status, body = customers.create_locked(self, customer)
             if status != 201:

@@ -316,7 +316,7 @@ def test_unknown_paths_are_html_404_and_unimplemented_are_501(hcp: Hcp) -> None:
     customer = hcp.customer()
     delete = hcp.call("DELETE", f"/customers/{customer['id']}", check=False)
     assert delete.status_code == 404 and "<html>" in delete.text  # HCP has no DELETE customer
-    assert hcp.get("/estimates").status_code == 501
+    assert hcp.get("/tags").status_code == 501
 
 
 # --------------------------------------------------------------------------- reference data
@@ -518,7 +518,15 @@ def test_control_endpoints(hcp: Hcp) -> None:
         "/jobs", json={"customer_id": customer["id"], "address_id": customer["addresses"][0]["id"]}
     )
     state = hcp.control("GET", "state")
-    assert state["counts"] == {"customers": 1, "addresses": 1, "jobs": 1, "leads": 0, "requests": 2}
+    assert state["counts"] == {
+        "customers": 1,
+        "addresses": 1,
+        "jobs": 1,
+        "estimates": 0,
+        "leads": 0,
+        "dispatches": 0,
+        "requests": 2,
+    }
     assert state["addresses"][0]["customer_id"] == customer["id"]
     assert state["valid_keys"] == [DEFAULT_API_KEY]
 
@@ -542,7 +550,9 @@ def test_control_endpoints(hcp: Hcp) -> None:
         "customers": 0,
         "addresses": 0,
         "jobs": 0,
+        "estimates": 0,
         "leads": 0,
+        "dispatches": 0,
         "requests": 0,
     }
     assert len(hcp.control("GET", "state")["job_types"]) == len(JOB_TYPE_NAMES) + 1  # kept

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def instance_secret(path: Path, make: Any) -> str:
+def instance_secret(path: Path, make: Callable[[], str]) -> str:
     """Return the secret stored at `path`, generating it once (mode 0600) when missing."""
     if path.exists():
         return path.read_text().strip()

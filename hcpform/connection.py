@@ -41,8 +41,9 @@ def connection_row() -> HcpConnection:
 
 def base_url() -> str:
     """Return HCP's base URL; the word `sandbox` means the built-in sandbox."""
-    url = current_app.config["HCP_API_BASE_URL"]
-    return current_app.config["HCP_SANDBOX_URL"] if url == "sandbox" else url
+    url: str = current_app.config["HCP_API_BASE_URL"]
+    sandbox: str = current_app.config["HCP_SANDBOX_URL"]
+    return sandbox if url == "sandbox" else url
 
 
 def key_source(conn: HcpConnection) -> str:

@@ -46,7 +46,8 @@ def decrypt(token: str, *, bound_to: str) -> str:
         raise SecretError("the stored secret cannot be decrypted with the current keys") from exc
     if data.get("for") != bound_to:
         raise SecretError("the stored secret belongs to another record")
-    return data["value"]
+    value: str = data["value"]
+    return value
 
 
 def rotate(token: str) -> str:

@@ -63,7 +63,7 @@ def business_contact() -> tuple[str, str, str]:
     return form.business_name, form.business_phone, format_phone(form.business_phone)
 
 
-def render_error(code: int, message: str | None = None):  # noqa: ANN201
+def render_error(code: int, message: str | None = None) -> tuple[str, int]:
     """Render the error page for a status code."""
     title, default = MESSAGES.get(code, MESSAGES[500])
     name, phone, display = business_contact()
@@ -101,6 +101,7 @@ class ContainBaseExceptions:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Run the app; answer a BaseException that escapes it with the 500 page."""
         try:
             return self.wsgi_app(environ, start_response)
         except FATAL:
@@ -137,23 +138,23 @@ def register_error_handlers(app: Flask) -> None:
     app.wsgi_app = ContainBaseExceptions(app.wsgi_app, app)  # type: ignore[method-assign]
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # noqa: ANN202
+    def http_error(exc: HTTPException) -> HTTPException | tuple[str, int]:
         if exc.code in (301, 302, 303, 307, 308):
             return exc
         return render_error(exc.code or 500)
 
     @app.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError):  # noqa: ANN202
+    def csrf_error(exc: CSRFError) -> tuple[str, int]:
         return render_error(400, "This form has expired. Go back, reload the page and try again.")
 
     @app.errorhandler(OperationalError)
-    def database_down(exc: OperationalError):  # noqa: ANN202
+    def database_down(exc: OperationalError) -> tuple[str, int]:
         db.session.rollback()
         logger.error("Database unavailable: %s", exc.__class__.__name__)
         return render_error(503)
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # noqa: ANN202
+    def unexpected(exc: Exception) -> tuple[str, int]:
         db.session.rollback()
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return render_error(500)

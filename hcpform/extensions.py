@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import CursorResult, MetaData, Result
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -28,6 +28,12 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+if TYPE_CHECKING:
+    # mypy cannot take an instance's attribute as a base class (python/mypy#8603). db.Model is
+    # a copy of Base that Flask-SQLAlchemy makes at run time, so Base stands for it in checks.
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate()
 csrf = CSRFProtect()
 EXT_KEY = "hcpform.redis"
@@ -61,9 +67,16 @@ def init_redis(app: Flask) -> None:
 
 def get_redis(app: Flask | None = None) -> redis.Redis:
     """Return the app's Redis client (real or embedded)."""
-    return (app or current_app).extensions[EXT_KEY]
+    client: redis.Redis = (app or current_app).extensions[EXT_KEY]
+    return client
 
 
 def is_embedded(app: Flask | None = None) -> bool:
     """Return True when the queue runs in-process (no REDIS_URL)."""
     return bool((app or current_app).extensions.get("hcpform.embedded_queue"))
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Return how many rows an UPDATE or DELETE run by Session.execute matched."""
+    # Such a statement's result is a CursorResult; Session.execute is typed with plain Result.
+    return cast("CursorResult[Any]", result).rowcount

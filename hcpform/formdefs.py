@@ -7,6 +7,7 @@ A definition is a dict: {"steps": [{"slug", "title", "fields": [field, ...]}, ..
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 TEMPLATE_NAME = "HousecallPro Service Request Template"
@@ -200,7 +201,7 @@ def template_settings() -> dict[str, Any]:
     }
 
 
-def iter_fields(definition: dict[str, Any]):  # noqa: ANN201
+def iter_fields(definition: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Yield (step, field) for every field of a definition, in order."""
     for step in definition.get("steps", []):
         for field in step.get("fields", []):

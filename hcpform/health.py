@@ -73,7 +73,7 @@ def backlog() -> dict[str, object]:
         .where(Submission.status.in_(waiting))
         .group_by(Submission.status)
     ).all()
-    counts = {status: 0 for status in waiting}
+    counts: dict[str, int] = {status: 0 for status in waiting}
     oldest = None
     for status, count, first in rows:
         counts[status] = count

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from typing import cast
 
 import redis
 from flask import Flask, current_app
@@ -22,7 +23,7 @@ from sqlalchemy import and_, or_, select, update
 
 from . import sync
 from .connection import connection_row
-from .extensions import db, get_redis
+from .extensions import db, get_redis, rowcount
 from .models import Status, Submission
 from .timeutil import utcnow
 
@@ -85,7 +86,7 @@ def sweep() -> int:
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
-        if claimed.rowcount == 1 and enqueue_sync_once(sid) == "enqueued":
+        if rowcount(claimed) == 1 and enqueue_sync_once(sid) == "enqueued":
             count += 1
     conn = connection_row()
     if conn.state != "disconnected" and not conn.paused:
@@ -159,7 +160,8 @@ def enqueue_sync_once(submission_id: int, *, delay: float = 0.0) -> str:
         with conn.pipeline() as pipe:
             try:
                 pipe.watch(counter)
-                latest = int(pipe.get(counter) or 0)
+                # redis-py types its sync and asyncio clients alike; this one returns bytes.
+                latest = int(cast("bytes | None", pipe.get(counter)) or 0)
                 if latest and _waiting(queue, f"sync-{submission_id}-{latest}", delay):
                     pipe.unwatch()
                     return "already"
@@ -198,7 +200,7 @@ def _waiting(queue: Queue, job_id: str, delay: float) -> bool:
     if job.get_status(refresh=False) != JobStatus.SCHEDULED:
         return True
     try:
-        when = queue.scheduled_job_registry.get_scheduled_time(job).timestamp()
+        when: float = queue.scheduled_job_registry.get_scheduled_time(job).timestamp()
     except NoSuchJobError:
         return False
     # Not waiting: a retry scheduled an hour from now, when an admin's "retry now" wants it

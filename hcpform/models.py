@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .extensions import db
+from .extensions import Model, db
 from .timeutil import UTCDateTime, utcnow
 
 
@@ -28,7 +28,7 @@ class Status(StrEnum):
     MANUAL = "manual"  # handled by hand in HCP; the sync leaves it alone
 
 
-class Form(db.Model):
+class Form(Model):
     """A published wizard: its definition (steps and fields) and the business's settings."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -70,7 +70,7 @@ class Form(db.Model):
         return self.terms_versions[-1] if self.terms_versions else None
 
 
-class TermsVersion(db.Model):
+class TermsVersion(Model):
     """One version of a form's terms text; submissions keep the version they accepted."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -84,7 +84,7 @@ class TermsVersion(db.Model):
     __table_args__ = (db.UniqueConstraint("form_id", "version", name="uq_terms_form_version"),)
 
 
-class Draft(db.Model):
+class Draft(Model):
     """A wizard in progress, keyed by an opaque random token; answers live here, not in cookies."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -112,7 +112,7 @@ class Draft(db.Model):
     )
 
 
-class Submission(db.Model):
+class Submission(Model):
     """A submitted request: normalised answers, attribution, and its sync state toward HCP."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -217,7 +217,7 @@ class Submission(db.Model):
         return f"{self.first_name} {self.last_name}".strip()
 
 
-class SyncAttempt(db.Model):
+class SyncAttempt(Model):
     """One run of the sync for a submission: when, by whom, and how it ended."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -232,7 +232,7 @@ class SyncAttempt(db.Model):
     submission: Mapped[Submission] = relationship(back_populates="attempts_log")
 
 
-class HcpCall(db.Model):
+class HcpCall(Model):
     """One HTTP call to HCP, recorded with PII redacted, for the timeline and health figures."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -253,7 +253,7 @@ class HcpCall(db.Model):
     )
 
 
-class HcpConnection(db.Model):
+class HcpConnection(Model):
     """The business's HCP account: the encrypted key, its state, and the sync defaults."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -271,7 +271,7 @@ class HcpConnection(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class OutOfAreaRequest(db.Model):
+class OutOfAreaRequest(Model):
     """A request from a ZIP outside the service area, kept for expansion planning."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -281,7 +281,7 @@ class OutOfAreaRequest(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class FunnelCount(db.Model):
+class FunnelCount(Model):
     """Daily counters of wizard events that have no row of their own (e.g. first-page views)."""
 
     form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), primary_key=True)
@@ -290,7 +290,7 @@ class FunnelCount(db.Model):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class AdminUser(db.Model):
+class AdminUser(Model):
     """A person who may use the admin."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -303,7 +303,7 @@ class AdminUser(db.Model):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     """An admin action: who, what, when and from where. Written once, never edited."""
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -16,7 +16,7 @@ import hmac
 import json
 import logging
 import re
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 
@@ -80,7 +80,8 @@ def lookup_customer(phone: str, *, ip: str, last_name: str = "") -> dict[str, An
     redis = get_redis()
     cache_key = _cache_key(f"{phone}|{last_name.strip().casefold()}")
     try:
-        cached = redis.get(cache_key)
+        # redis-py types its sync and asyncio clients alike; this sync client returns bytes.
+        cached = cast("bytes | None", redis.get(cache_key))
         if cached:
             return {**json.loads(cached), "phone": phone}
     except Exception:  # no cache today; the lookup still works

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import formdefs, validation
-from .extensions import db
+from .extensions import db, rowcount
 from .models import Draft, Form, FunnelCount, OutOfAreaRequest, Status, Submission
 
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U/V confusion
@@ -127,13 +127,17 @@ def count_event(form: Form, event: str, *, now: datetime) -> None:
     day = now.date()
 
     def bump() -> int:
-        return db.session.execute(
-            update(FunnelCount)
-            .where(
-                FunnelCount.form_id == form.id, FunnelCount.day == day, FunnelCount.event == event
+        return rowcount(
+            db.session.execute(
+                update(FunnelCount)
+                .where(
+                    FunnelCount.form_id == form.id,
+                    FunnelCount.day == day,
+                    FunnelCount.event == event,
+                )
+                .values(count=FunnelCount.count + 1)
             )
-            .values(count=FunnelCount.count + 1)
-        ).rowcount
+        )
 
     if bump() == 0:
         try:

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 import zipcodes
 from email_validator import validate_email
 
+T = TypeVar("T")  # what a contained call returns
 ZIP_RE = re.compile(r"^([0-9]{5})(?:-([0-9]{4}))?$", re.ASCII)
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", re.ASCII)
 # What people type in a phone number: digits, +, spaces, ( ) . - /, and an extension.
@@ -43,7 +45,7 @@ class Invalid(ValueError):
     """A value a person typed that we cannot accept; the message is shown to them."""
 
 
-def _contained(message: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+def _contained(message: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call a third-party parser; turn any failure of its own (a panic too) into Invalid(message).
 
     Raises:
@@ -337,7 +339,7 @@ def parse_booking_date(
     return day
 
 
-def window_bounds(day: date, window: dict, tz_name: str) -> tuple[datetime, datetime]:
+def window_bounds(day: date, window: dict[str, Any], tz_name: str) -> tuple[datetime, datetime]:
     """Return the aware start and end of a time window on a day, in the business's zone."""
     tz = ZoneInfo(tz_name)
     start = datetime.combine(day, time.fromisoformat(window["start"]), tz)

@@ -213,3 +213,43 @@ def test_the_walker_sees_imports_inside_functions(tmp_path):
     source = tmp_path / "fake.py"
     source.write_text("def f():\n    from .sync import x\n    from .admin import bp\n")
     assert imports_of(source, "hcpform.fake") == {"hcpform.sync", "hcpform.admin"}
+
+
+# --- module size ------------------------------------------------------------------------------
+
+MAX_MODULE_LINES = 500
+REASON_MARKER = "Why one module:"
+
+
+def oversized_without_reason(paths: list[Path]) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines whose docstring has no 'Why one module:' paragraph."""
+    found = []
+    for path in paths:
+        text = path.read_text()
+        lines = len(text.splitlines())
+        if lines <= MAX_MODULE_LINES:
+            continue
+        doc = ast.get_docstring(ast.parse(text, filename=str(path))) or ""
+        if not any(p.strip().startswith(REASON_MARKER) for p in doc.split("\n\n")):
+            found.append(f"{path.relative_to(path.parents[1])} ({lines} lines)")
+    return found
+
+
+def test_long_modules_say_why_they_are_one_module():
+    # Issue 16: no module over ~500 lines without the reason written in its docstring.
+    found = oversized_without_reason(sorted(PACKAGE.rglob("*.py")))
+    assert not found, f"split these, or say why in a '{REASON_MARKER}' paragraph: {found}"
+
+
+def test_the_size_check_wants_the_reason_in_its_own_paragraph(tmp_path):
+    body = "x = 1\n" * MAX_MODULE_LINES
+    (tmp_path / "pkg").mkdir()
+    bare = tmp_path / "pkg" / "bare.py"
+    bare.write_text(f'"""Long, and says nothing; Why one module: buried mid-line."""\n{body}')
+    told = tmp_path / "pkg" / "told.py"
+    told.write_text(f'"""Long.\n\n{REASON_MARKER} one class.\n"""\n{body}')
+    short = tmp_path / "pkg" / "short.py"
+    short.write_text('"""Short."""\nx = 1\n')
+    assert oversized_without_reason([bare, told, short]) == [
+        f"pkg/bare.py ({MAX_MODULE_LINES + 1} lines)"
+    ]

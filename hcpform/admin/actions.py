@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..jobs import enqueue_sync
 from ..models import Draft, HcpCall, Status, Submission, SyncAttempt
 
@@ -56,7 +56,7 @@ def retry(sub: Submission, *, now: datetime) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         db.session.refresh(sub)
         raise ActionRefused(f"A submission that is {sub.status} cannot be retried.")
     enqueue_sync(sub.id)
@@ -104,7 +104,7 @@ def mark_manual(sub: Submission, note: str, *, now: datetime) -> None:
         .values(status=Status.MANUAL, manual_note=note, next_attempt_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         db.session.rollback()
         db.session.refresh(sub)
         raise ActionRefused(f"A submission that is {sub.status} cannot be marked as handled.")
@@ -123,7 +123,7 @@ def release(sub: Submission, *, now: datetime) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         db.session.refresh(sub)
         raise ActionRefused("Only a quarantined submission can be released.")
     enqueue_sync(sub.id)

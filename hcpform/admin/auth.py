@@ -160,13 +160,13 @@ def login() -> ResponseReturnValue:
         return redirect(url_for("admin.dashboard"))
     if not form.validate_on_submit():
         return render_template("admin/login.html", form=form), 400 if form.errors else 200
-    email = normalise_email(form.email.data)[:254]
+    email = normalise_email(form.email.data or "")[:254]
     # Counted before the password is checked, so parallel guesses cannot pass the count.
     wait = throttle.begin_attempt(email, client_ip())
     if wait is not None:
         logger.warning("Admin login throttled from %s", client_ip())
         return too_many_attempts(form, wait)
-    admin = authenticate(form.email.data, form.password.data)
+    admin = authenticate(form.email.data or "", form.password.data or "")
     throttle.end_attempt(email, client_ip(), ok=admin is not None)
     if admin is None:
         record("login failed", admin_email=email)

@@ -29,7 +29,8 @@ def admin_tz() -> str:
         except (ZoneInfoNotFoundError, ValueError):
             zone = DEFAULT_TZ
         g.admin_tz = zone or DEFAULT_TZ
-    return g.admin_tz
+    shown: str = g.admin_tz
+    return shown
 
 
 def admin_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:

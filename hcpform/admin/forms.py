@@ -39,7 +39,7 @@ from ..models import Status
 from ..security import insecure_origins_refused, normalise_origin
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-STATUS_LABELS = {
+STATUS_LABELS: dict[str, str] = {
     Status.PENDING: "Pending",
     Status.SYNCING: "Syncing",
     Status.SYNCED: "Synced",
@@ -167,6 +167,8 @@ class SubmissionFilterForm(FlaskForm):
     """Filters and search of the submissions list (a GET form: no CSRF, nothing changes)."""
 
     class Meta:
+        """Turn CSRF off: the filters only read."""
+
         csrf = False
 
     q = SearchField("Search", [Optional(), Length(max=200)])
@@ -285,7 +287,7 @@ class FormSettingsForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.cleaned = {}
 
-    def validate_service_types(self, field: Field) -> None:
+    def validate_service_types(self, field: FieldList[FormField[ServiceTypeEntry]]) -> None:
         """Require at least one service type, each named once."""
         names = [(e.form.name.data or "").strip() for e in field.entries]
         names = [n for n in names if n]

@@ -5,7 +5,7 @@ The wizard reads the Form row on every request, so a saved change is live at onc
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
@@ -32,7 +32,8 @@ SIMPLE_FIELDS = (
 
 
 def _form_or_404(slug: str) -> Form:
-    return db.one_or_404(select(Form).where(Form.slug == slug))
+    form: Form = db.one_or_404(select(Form).where(Form.slug == slug))
+    return form
 
 
 @bp.get("/forms")
@@ -56,9 +57,10 @@ def new_form() -> ResponseReturnValue:
     wt = NewFormForm()
     if wt.validate_on_submit():
         try:
-            created = settings.create_form(wt.slug.data, wt.name.data.strip())
+            created = settings.create_form(wt.slug.data or "", (wt.name.data or "").strip())
         except ValueError as exc:
-            wt.slug.errors.append(str(exc))
+            # The stubs say Sequence; after validation WTForms keeps a list, which the page reads.
+            cast("list[str]", wt.slug.errors).append(str(exc))
         else:
             record("form created", target=created.slug, detail=formdefs.TEMPLATE_NAME)
             db.session.commit()
@@ -123,11 +125,13 @@ def form_settings(slug: str) -> ResponseReturnValue:
     if wt.validate_on_submit():
         problem = settings.publish_problem(form.definition) if wt.published.data else ""
         if problem:
-            wt.published.errors.append(problem + ". Map them in Field mapping first.")
+            cast("list[str]", wt.published.errors).append(
+                problem + ". Map them in Field mapping first."
+            )
         else:
             values = {name: wt[name].data for name in SIMPLE_FIELDS} | wt.cleaned
             values["name"] = values["name"].strip()
-            changed = settings.apply_form_settings(form, values, wt.terms.data, now=utcnow())
+            changed = settings.apply_form_settings(form, values, wt.terms.data or "", now=utcnow())
             record("form saved", target=form.slug, detail=", ".join(changed) or "no change")
             db.session.commit()
             flash("Saved. The live form uses these settings now.", "success")

@@ -82,7 +82,7 @@ def save_key() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return render_page(form, 400)
     conn = connection_row()
-    settings.save_api_key(conn, form.api_key.data)
+    settings.save_api_key(conn, form.api_key.data or "")
     record("key saved", detail=f"key ending in {conn.api_key_last4}")
     db.session.commit()
     logger.info("HCP API key saved by admin %s", g.admin.id)

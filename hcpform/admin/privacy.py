@@ -24,14 +24,15 @@ def _person(wt: PersonForm) -> people.Person | None:
     if not wt.validate_on_submit():
         return None
     try:
-        return people.identify(wt.who.data)
+        return people.identify(wt.who.data or "")
     except validation.Invalid as exc:
         wt.who.errors = [*wt.who.errors, str(exc)]
         return None
 
 
 def _hcp_web() -> str:
-    return current_app.config["HCP_WEB_URL"].rstrip("/")
+    url: str = current_app.config["HCP_WEB_URL"]
+    return url.rstrip("/")
 
 
 def _page(wt: PersonForm, status: int | None = None, **ctx: object) -> ResponseReturnValue:
@@ -88,7 +89,7 @@ def privacy_erase() -> ResponseReturnValue:
         found = None
         if not wt.who.errors:  # only the confirmation is missing: show the findings again
             try:
-                found = people.find(people.identify(wt.who.data))
+                found = people.find(people.identify(wt.who.data or ""))
             except validation.Invalid as exc:
                 wt.who.errors = [*wt.who.errors, str(exc)]
         search = PersonForm(formdata=None, who=wt.who.data)

@@ -287,7 +287,7 @@ def search_clause(text: str) -> Any:
     )
 
 
-def submissions_query(filters: dict[str, Any], tz_name: str) -> Select:
+def submissions_query(filters: dict[str, Any], tz_name: str) -> Select[Submission]:
     """Return the list's SELECT for these filters, newest first."""
     stmt = select(Submission).order_by(Submission.created_at.desc(), Submission.id.desc())
     if filters.get("status"):

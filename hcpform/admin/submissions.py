@@ -58,7 +58,7 @@ def filter_form() -> SubmissionFilterForm:
 
 
 def _page_url(page: int) -> str:
-    args = request.args.to_dict()
+    args: dict[str, Any] = request.args.to_dict()
     args["page"] = str(page)
     return url_for("admin.submissions", **args)
 
@@ -79,7 +79,7 @@ def submissions() -> ResponseReturnValue:
     failed = db.session.scalar(
         select(func.count()).select_from(Submission).where(Submission.status == Status.FAILED)
     )
-    export_args = {k: v for k, v in request.args.items() if k != "page"}
+    export_args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page"}
     return render_template(
         "admin/submissions.html",
         form=form,
@@ -190,7 +190,7 @@ def mark_manual(sub_id: int) -> ResponseReturnValue:
         return _back(sub_id)
     return _act(
         sub_id,
-        lambda sub: actions.mark_manual(sub, form.note.data.strip(), now=utcnow()),
+        lambda sub: actions.mark_manual(sub, (form.note.data or "").strip(), now=utcnow()),
         audit="manual",
         done="{ref} is marked as handled manually; the sync leaves it alone.",
     )

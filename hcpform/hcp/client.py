@@ -1,18 +1,21 @@
-"""The Housecall Pro API client: the only code in hcpform that speaks HTTP to HCP."""
+"""The Housecall Pro API client: the only code in hcpform that speaks HTTP to HCP.
+
+Why one module: it is one class, HousecallProClient, with one short method per HCP endpoint, and
+every one of them goes through the same _request (rate limit, error mapping, call record) and
+_cached; split by endpoint, each piece would be a few lines that import that shared core back.
+Reading error answers lives in errors.py and the rate limiter in ratelimit.py.
+"""
 
 from __future__ import annotations
 
 import copy
-import email.utils
 import hashlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import requests
@@ -27,8 +30,11 @@ from .errors import (
     HcpPermanentError,
     HcpTransientError,
     RateLimitTimeout,
+    _describe_exception,
     error_class,
     kind_for_status,
+    parse_error_message,
+    parse_retry_after,
 )
 from .ratelimit import MAX_PAUSE_SECONDS, RedisRateLimiter
 
@@ -46,7 +52,6 @@ __all__ = [
 
 HCP_PRODUCTION_URL = "https://api.housecallpro.com"
 MAX_PAGE_SIZE = 200  # the largest page size HCP honours in practice (hcp-api.md §7)
-MESSAGE_LIMIT = 500  # the size of HcpCall.message and of stored last_error texts
 DEFAULT_429_PAUSE = 1.0  # seconds every worker waits after a 429 that names no Retry-After
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CACHE_PREFIX = "hcpform:hcp:cache:"
@@ -54,6 +59,7 @@ RATE_LIMIT_PREFIX = "hcpform:hcp:rl:"
 _CACHED = ("job_types", "employees", "lead_sources", "company")
 
 logger = logging.getLogger("hcpform.hcp")
+T = TypeVar("T")  # what a cached loader returns
 
 Recorder = Callable[[dict[str, Any]], None]
 
@@ -80,107 +86,6 @@ class _TokenAuth(requests.auth.AuthBase):
 
     def __repr__(self) -> str:
         return "<TokenAuth ***>"
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Return the seconds a Retry-After header asks for (delay-seconds or HTTP-date), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN is not a delay
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # RFC 9110 dates are GMT
-    now = now or datetime.now(UTC)
-    # Clock skew can put the date in the past: clamp rather than return a negative wait.
-    return max(0.0, (when - now).total_seconds())
-
-
-def _join_values(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), default=str)
-    return str(value)
-
-
-def _message_from_json(data: Any) -> str | None:
-    """Pull a human message out of any of HCP's error shapes (hcp-api.md §7)."""
-    if isinstance(data, list):
-        parts = [_message_from_json(item) or _join_values(item) for item in data]
-        return "; ".join(p for p in parts if p) or None
-    if not isinstance(data, dict) or not data:
-        return None
-    error = data.get("error")
-    if isinstance(error, dict):
-        inner = _message_from_json(error)
-        if inner:
-            return inner
-    errors = data.get("errors")
-    if isinstance(errors, dict) and errors:
-        return "; ".join(f"{field}: {_join_values(msgs)}" for field, msgs in errors.items())
-    if isinstance(errors, list) and errors:
-        return _message_from_json(errors)
-    if isinstance(error, str) and error:
-        description = data.get("error_description")
-        return f"{error}: {description}" if description else error
-    message = data.get("message")
-    if isinstance(message, str) and message:
-        # 400s carry {"message": "<sentence>", "<attr>": "<msg>"}: keep the attributes too.
-        extras = [
-            f"{key}: {_join_values(val)}"
-            for key, val in data.items()
-            if key != "message" and isinstance(val, (str, list)) and val
-        ]
-        return "; ".join([message, *extras])
-    for key in ("detail", "title", "description"):
-        if isinstance(data.get(key), str) and data[key]:
-            return str(data[key])
-    return None
-
-
-def _clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    # Redact before clipping: cutting first could leave half an email that no longer matches.
-    text = redact(text[: limit * 8])
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def parse_error_message(status: int, body: bytes | str | None) -> str:
-    """Return HCP's error message for a response body, redacted and at most 500 characters."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    if body is None or not body.strip():
-        return f"HTTP {status} (empty body)"
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return f"HTTP {status} (non-JSON body)"
-    message = _message_from_json(data)
-    if message is None:
-        if data in ({}, [], None, ""):
-            return f"HTTP {status} (empty body)"
-        message = f"HTTP {status}: {json.dumps(data, separators=(',', ':'), default=str)}"
-    return _clip(message)
-
-
-_QUERY_IN_TEXT = re.compile(r"\?[^\s'\")]*")
-
-
-def _describe_exception(exc: BaseException) -> str:
-    # Exception texts from requests/urllib3 repeat the URL, whose query holds the search term
-    # (an email or phone): drop every query string before redacting what is left.
-    text = _QUERY_IN_TEXT.sub("?…", str(exc))
-    return _clip(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
@@ -557,7 +462,7 @@ class HousecallProClient:
     def _cache_key(self, name: str) -> str:
         return f"{CACHE_PREFIX}{self.fingerprint}:{name}"
 
-    def _cached(self, name: str, load: Callable[[], Any]) -> Any:
+    def _cached(self, name: str, load: Callable[[], T]) -> T:
         if self.redis is None or self.cache_ttl <= 0:
             return load()
         key = self._cache_key(name)
@@ -568,7 +473,8 @@ class HousecallProClient:
             raw = None
         if raw is not None:
             try:
-                return json.loads(raw)
+                cached: T = json.loads(raw)  # what `load` returned when it was stored
+                return cached
             except ValueError:
                 pass
         value = load()
@@ -586,9 +492,15 @@ class HousecallProClient:
 
     # -- typed helpers ------------------------------------------------------------------------
 
+    def _object(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+    ) -> dict[str, Any]:
+        """Make one call whose answer is a JSON object, as HCP's definition gives it."""
+        return cast("dict[str, Any]", self._request(method, path, params=params, json=json))
+
     def search_customers(self, q: str, *, page: int = 1, page_size: int = 50) -> dict[str, Any]:
         """Return one page of customers matching `q` (name, email, phone or address)."""
-        return self._request(
+        return self._object(
             "GET",
             "/customers",
             params={"q": q, "page": page, "page_size": min(page_size, MAX_PAGE_SIZE)},
@@ -598,17 +510,17 @@ class HousecallProClient:
         self, customer_id: str, *, expand: list[str] | str | None = None
     ) -> dict[str, Any]:
         """Return one customer."""
-        return self._request(
+        return self._object(
             "GET", f"/customers/{_seg(customer_id)}", params={"expand": _as_list(expand)}
         )
 
     def create_customer(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Create a customer and return it (with its addresses' ids)."""
-        return self._request("POST", "/customers", json=dict(payload))
+        return self._object("POST", "/customers", json=dict(payload))
 
     def update_customer(self, customer_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Update a customer's fields (not addresses) and return it."""
-        return self._request("PUT", f"/customers/{_seg(customer_id)}", json=dict(payload))
+        return self._object("PUT", f"/customers/{_seg(customer_id)}", json=dict(payload))
 
     def list_customer_addresses(
         self, customer_id: str, *, page_size: int = MAX_PAGE_SIZE
@@ -624,17 +536,15 @@ class HousecallProClient:
         self, customer_id: str, payload: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Add an address to a customer and return it."""
-        return self._request(
-            "POST", f"/customers/{_seg(customer_id)}/addresses", json=dict(payload)
-        )
+        return self._object("POST", f"/customers/{_seg(customer_id)}/addresses", json=dict(payload))
 
     def create_job(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Create a job (customer_id and address_id required) and return it."""
-        return self._request("POST", "/jobs", json=dict(payload))
+        return self._object("POST", "/jobs", json=dict(payload))
 
     def get_job(self, job_id: str, *, expand: list[str] | str | None = None) -> dict[str, Any]:
         """Return one job, optionally with `expand[]` (attachments, appointments)."""
-        return self._request("GET", f"/jobs/{_seg(job_id)}", params={"expand": _as_list(expand)})
+        return self._object("GET", f"/jobs/{_seg(job_id)}", params={"expand": _as_list(expand)})
 
     def list_jobs(
         self,
@@ -651,7 +561,7 @@ class HousecallProClient:
             "page": page,
             "page_size": min(page_size, MAX_PAGE_SIZE),
         }
-        return self._request("GET", "/jobs", params=params)
+        return self._object("GET", "/jobs", params=params)
 
     def job_types(self) -> list[dict[str, Any]]:
         """Return all job types (cached)."""
@@ -673,15 +583,15 @@ class HousecallProClient:
 
     def company(self) -> dict[str, Any]:
         """Return the company (name, time zone, default arrival window; cached)."""
-        return self._cached("company", lambda: self._request("GET", "/company"))
+        return self._cached("company", lambda: self._object("GET", "/company"))
 
     def booking_windows(self, **params: Any) -> dict[str, Any]:
         """Return online-booking windows (show_for_days, start_date, service_id, ...)."""
-        return self._request("GET", "/company/schedule_availability/booking_windows", params=params)
+        return self._object("GET", "/company/schedule_availability/booking_windows", params=params)
 
     def create_lead_source(self, name: str) -> dict[str, Any]:
         """Create a lead source and return it; the cached list is dropped."""
-        created = self._request("POST", "/lead_sources", json={"name": name})
+        created = self._object("POST", "/lead_sources", json={"name": name})
         self.invalidate_cache("lead_sources")
         return created
 

@@ -104,7 +104,12 @@ def job_tags(sub: ServiceRequest, extra: list[str]) -> list[str]:
 
 def _unique(items: list[str]) -> list[str]:
     seen: set[str] = set()
-    return [t for t in items if t and not (t.lower() in seen or seen.add(t.lower()))]
+    kept = []
+    for t in items:
+        if t and t.lower() not in seen:
+            seen.add(t.lower())
+            kept.append(t)
+    return kept
 
 
 def address_body(sub: ServiceRequest) -> dict[str, Any]:
@@ -289,7 +294,7 @@ def same_last_name(customer: dict[str, Any], last_name: str | None) -> bool:
 
 
 def customer_matches(
-    customer: dict[str, Any], *, phone: str, email: str, last_name: str | None = None
+    customer: dict[str, Any], *, phone: str, email: str | None, last_name: str | None = None
 ) -> str | None:
     """Return 'phone' or 'email' when an HCP customer is this person, else None.
 
@@ -305,7 +310,7 @@ def customer_matches(
         ):
             return "phone"
     same_email = bool(email) and normalise_email(customer.get("email") or "") == normalise_email(
-        email
+        email or ""
     )
     if same_email and same_last_name(customer, last_name):
         return "email"

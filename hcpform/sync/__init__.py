@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import socket
+from contextvars import Token
 from datetime import timedelta
 
 from flask import current_app
@@ -27,7 +28,7 @@ from ..connection import (
     make_client,
     mark_disconnected,
 )
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..hcp.client import HcpError
 from ..models import HcpConnection, Status, Submission, SyncAttempt
 from ..timeutil import utcnow
@@ -56,7 +57,7 @@ def sync_submission(submission_id: int) -> str:
     token = claim(submission_id, now=now)
     if token is None:
         return "busy"
-    run = _current_run.set((submission_id, token))
+    run: Token[tuple[int, str] | None] | None = _current_run.set((submission_id, token))
     attempt_id = None
     try:
         db.session.refresh(sub)
@@ -75,8 +76,9 @@ def sync_submission(submission_id: int) -> str:
     except LeaseLost as exc:
         db.session.rollback()
         logger.warning("Sync of submission %s stopped: %s", submission_id, exc)
-        _current_run.reset(run)
-        run = None
+        if run is not None:  # always set here; mypy widens names assigned within a try
+            _current_run.reset(run)
+            run = None
         if attempt_id is not None:
             _close_attempt(attempt_id, "lease lost", str(exc))
         return "lease lost"
@@ -254,7 +256,7 @@ def park(sub: Submission, conn: HcpConnection) -> str:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    return "waiting" if result.rowcount == 1 else "busy"
+    return "waiting" if rowcount(result) == 1 else "busy"
 
 
 def finish(

@@ -18,7 +18,7 @@ from sqlalchemy import and_, event, inspect, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Status, Submission
 from ..timeutil import utcnow
 
@@ -70,7 +70,7 @@ def _lease_guard(session: Session, _context: Any, _instances: Any) -> None:
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:
+        if rowcount(result) != 1:
             raise LeaseLost(f"submission {sub_id}: the lease ran out and another run took over")
         for key, value in values.items():
             set_committed_value(obj, key, value)  # written above: nothing left to flush
@@ -105,4 +105,4 @@ def claim(submission_id: int, *, now: datetime) -> str | None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    return token if result.rowcount == 1 else None
+    return token if rowcount(result) == 1 else None

@@ -100,7 +100,7 @@ def _mark_sent(sub: Submission, step: str) -> None:
 
 def find_customer(
     client: HousecallProClient, sub: Submission
-) -> tuple[dict | None, str | None, str | None]:
+) -> tuple[dict[str, Any] | None, str | None, str | None]:
     """Look the person up by phone, then by email; return (match, rule, possible duplicate id).
 
     A match is the mobile number, or a home/work number or the email together with the last
@@ -176,9 +176,11 @@ def ensure_address(
     """Store the service address id: a matching address of the customer, else a new one."""
     if sub.hcp_address_id:
         return
+    customer_id = sub.hcp_customer_id
+    assert customer_id is not None, "run_steps stores the customer first"
     addresses = (customer or {}).get("addresses")
     if addresses is None or "address" in sub.creates_sent:
-        addresses = client.list_customer_addresses(sub.hcp_customer_id)
+        addresses = client.list_customer_addresses(customer_id)
     match = payloads.find_address(addresses, _request(sub))
     if match is not None:
         sub.hcp_address_id = match["id"]
@@ -187,9 +189,7 @@ def ensure_address(
         db.session.commit()
         return
     _mark_sent(sub, "address")
-    created = client.create_customer_address(
-        sub.hcp_customer_id, payloads.address_body(_request(sub))
-    )
+    created = client.create_customer_address(customer_id, payloads.address_body(_request(sub)))
     sub.hcp_address_id = created["id"]
     sub.address_reused = False
     logger.info("📍 Address validation result: created address %s", created["id"])
@@ -219,10 +219,12 @@ def ensure_job(
                 return
     form = sub.form
     window = next((w for w in form.time_windows if w["id"] == sub.booking_window), None)
+    customer_id, address_id = sub.hcp_customer_id, sub.hcp_address_id
+    assert customer_id is not None and address_id is not None, "run_steps stores them first"
     body = payloads.job_body(
         _request(sub),
-        customer_id=sub.hcp_customer_id,
-        address_id=sub.hcp_address_id,
+        customer_id=customer_id,
+        address_id=address_id,
         job_type_id=job_type_id,
         lead_source=lead_source,
         tags=list(conn.default_tags or []),
@@ -248,13 +250,14 @@ def resolve_job_type(
     job_types = client.job_types()
     known = {jt["id"]: jt for jt in job_types}
     if mapping and mapping.get("job_type_id"):
-        if mapping["job_type_id"] in known:
-            return mapping["job_type_id"]
+        mapped: str = mapping["job_type_id"]
+        if mapped in known:
+            return mapped
         raise SyncFailed(
             f"The HCP job type mapped to '{sub.service_type}' no longer exists in Housecall Pro. "
             "Choose another one in the form settings, then retry."
         )
-    by_name = {(jt.get("name") or "").strip().lower(): jt["id"] for jt in job_types}
+    by_name: dict[str, str] = {(jt.get("name") or "").strip().lower(): jt["id"] for jt in job_types}
     if sub.service_type.strip().lower() in by_name:
         return by_name[sub.service_type.strip().lower()]
     if conn.default_job_type_id and conn.default_job_type_id in known:

@@ -63,12 +63,15 @@ class DraftCSRF(CSRF):
     """WTForms CSRF whose context is (form slug, draft token) instead of a session."""
 
     def setup_form(self, form: Any) -> Any:
+        """Take the (slug, token) context from the form's meta, then add the token field."""
         self.context = form.meta.csrf_context
         return super().setup_form(form)
 
     def generate_csrf_token(self, csrf_token_field: Any) -> str:
+        """Return a token signed for this form and draft."""
         return make_token(*self.context)
 
     def validate_csrf_token(self, form: Any, field: Any) -> None:
+        """Refuse a cross-site post, or a token not signed for this form and draft."""
         if cross_site_request() or not check_token(field.data, *self.context):
             raise ValidationError(EXPIRED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,6 +70,8 @@ class WizardForm(FlaskForm):
     """Base of every step form: draft-bound CSRF, and a dict of normalised answers."""
 
     class Meta:
+        """Bind CSRF to the draft (DraftCSRF), not to a session."""
+
         csrf = True
         csrf_class = DraftCSRF
 
@@ -85,7 +88,7 @@ class WizardForm(FlaskForm):
 
     def validate(self, extra_validators: Any = None) -> bool:
         """Validate every field, then the city and state against the ZIP."""
-        valid = super().validate(extra_validators)
+        valid: bool = super().validate(extra_validators)
         if valid and self.address_fields:
             valid = self._check_address()
         return valid
@@ -146,7 +149,9 @@ def _required_message(field: dict[str, Any]) -> str:
     return f"Enter {label}"
 
 
-def _make_validator(field: dict[str, Any], form: Form, now: datetime):  # noqa: ANN202
+def _make_validator(
+    field: dict[str, Any], form: Form, now: datetime
+) -> Callable[[WizardForm, Field], None]:
     """Return a WTForms validator that checks and normalises one field's value."""
     kind, name = field["type"], field["name"]
     choices = dict(choices_for(field, form)) if kind in ("select", "radio") else {}
@@ -175,7 +180,12 @@ def _make_validator(field: dict[str, Any], form: Form, now: datetime):  # noqa: 
 
 
 def _normalise(
-    kind: str, raw: Any, field: dict[str, Any], form: Form, now: datetime, choices: dict
+    kind: str,
+    raw: Any,
+    field: dict[str, Any],
+    form: Form,
+    now: datetime,
+    choices: dict[str, str],
 ) -> Any:
     """Return the stored form of a non-empty value, or raise Invalid."""
     if kind == "zip":
@@ -267,7 +277,9 @@ def build_step_form(
         ) or frozenset(code for code, _ in formdefs.US_STATES)
         attrs[ADDRESS_CHOICE] = StringField()
         attrs[ADDRESS_CHECKED] = HiddenField()
-    form_cls = type(f"{step['slug'].title().replace('-', '')}Form", (WizardForm,), attrs)
+    form_cls: type[WizardForm] = type(
+        f"{step['slug'].title().replace('-', '')}Form", (WizardForm,), attrs
+    )
     return form_cls(
         formdata=formdata,
         data=data or {},

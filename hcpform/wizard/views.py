@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import Any
 
 from flask import (
@@ -33,6 +34,7 @@ from .forms import (
     ATTRIBUTION_FIELDS,
     HONEYPOT,
     PREFILL_FIELDS,
+    WizardForm,
     build_step_form,
     date_bounds,
 )
@@ -68,7 +70,8 @@ def find_form(slug: str) -> Form | None:
     if g.get("wizard_form_slug") != slug:
         g.wizard_form = db.session.scalar(select(Form).where(Form.slug == slug))
         g.wizard_form_slug = slug
-    return g.wizard_form
+    found: Form | None = g.wizard_form
+    return found
 
 
 def load_form(slug: str) -> Form:
@@ -130,7 +133,9 @@ def step_url(form: Form, slug: str, draft: Draft | None, **extra: Any) -> str:
     return url_for(".step", slug=form.slug, step=slug, d=token, **extra)
 
 
-def render_page(template: str, form: Form, draft: Draft | None, status: int = 200, **ctx: Any):  # noqa: ANN201
+def render_page(
+    template: str, form: Form, draft: Draft | None, status: int = 200, **ctx: Any
+) -> Response:
     """Render a wizard page with the form's branding and the right base layout."""
     html = render_template(
         template,
@@ -187,9 +192,12 @@ def step(slug: str, step: str) -> ResponseReturnValue:
     return save_step(form, draft, step, now=now)
 
 
-def step_form(form: Form, draft: Draft | None, slug: str, *, now, formdata=None):  # noqa: ANN001,ANN201
+def step_form(
+    form: Form, draft: Draft | None, slug: str, *, now: datetime, formdata: Any = None
+) -> WizardForm:
     """Build the form of a step, filled from the draft when nothing was posted."""
     definition_step = formdefs.get_step(form.definition, slug)
+    assert definition_step is not None, "the views check the step's slug first"
     answers = dict(draft.answers) if draft else {}
     data = dict(answers.get("_prefill") or {}) | {
         k: v for k, v in answers.items() if not k.startswith("_")
@@ -224,7 +232,15 @@ def _first_page_hidden() -> dict[str, str]:
     return hidden
 
 
-def show_step(form: Form, draft: Draft | None, slug: str, *, now, wtform=None, status=200):  # noqa: ANN001,ANN201
+def show_step(
+    form: Form,
+    draft: Draft | None,
+    slug: str,
+    *,
+    now: datetime,
+    wtform: WizardForm | None = None,
+    status: int = 200,
+) -> Response:
     """Render a step page."""
     slugs = formdefs.step_slugs(form.definition)
     wtform = wtform or step_form(form, draft, slug, now=now)
@@ -248,7 +264,7 @@ def show_step(form: Form, draft: Draft | None, slug: str, *, now, wtform=None, s
     )
 
 
-def save_step(form: Form, draft: Draft | None, slug: str, *, now) -> ResponseReturnValue:  # noqa: ANN001
+def save_step(form: Form, draft: Draft | None, slug: str, *, now: datetime) -> ResponseReturnValue:
     """Validate a posted step; on success store it and go to the next page."""
     slugs = formdefs.step_slugs(form.definition)
     wtform = step_form(form, draft, slug, now=now, formdata=request.form)
@@ -282,7 +298,7 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now) -> ResponseRet
     return redirect(step_url(form, steps.next_slug(slugs, slug), draft))
 
 
-def _valid_prefill(form: Form, wtform) -> dict[str, str]:  # noqa: ANN001
+def _valid_prefill(form: Form, wtform: WizardForm) -> dict[str, str]:
     """Return the prefilled answers that are valid options of this form."""
     fields = {f["name"]: f for _, f in formdefs.iter_fields(form.definition)}
     prefill = {}
@@ -326,7 +342,7 @@ def review(slug: str) -> ResponseReturnValue:
 
 
 @limit_submissions  # per form and per IP, counted only here (wizard/limits.py)
-def submit(form: Form, draft: Draft, *, now) -> ResponseReturnValue:  # noqa: ANN001
+def submit(form: Form, draft: Draft, *, now: datetime) -> ResponseReturnValue:
     """Commit the submission first, then enqueue its sync; a queue outage only delays it."""
     honeypot = request.form.get(HONEYPOT, "") or draft.answers.get("_honeypot", "")
     submission = submissions.submit(draft, form, now=now, honeypot=honeypot)

@@ -90,8 +90,11 @@ def dev_command(host: str, port: int) -> None:
         from .formdefs import TEMPLATE_SERVICE_TYPES
 
         parsed = urlparse(app.config["HCP_SANDBOX_URL"])
-        host, port = parsed.hostname or "127.0.0.1", parsed.port or 8025
-        sandbox = SandboxServer(host=host, port=port, job_types=TEMPLATE_SERVICE_TYPES)
+        sandbox = SandboxServer(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 8025,
+            job_types=TEMPLATE_SERVICE_TYPES,
+        )
         sandbox.start()
         click.echo(f" * HCP sandbox at {sandbox.url} (API key: {app.config['HCP_SANDBOX_KEY']})")
     worker = None

@@ -272,6 +272,25 @@ def start_worker(settings: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
     log.close()
 
 
+def process_tree(root: int) -> list[int]:
+    """Return `root` and every process below it (from /proc), parents first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
 def kill_tree(proc: subprocess.Popen) -> int:
     """SIGKILL a `flask worker`, its work-horse and its scheduler; return how many died.
 
@@ -283,20 +302,7 @@ def kill_tree(proc: subprocess.Popen) -> int:
         os.kill(proc.pid, signal.SIGSTOP)  # no new horse is forked while we look
     except ProcessLookupError:
         return 0
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    doomed, stack = [], [proc.pid]
-    while stack:
-        pid = stack.pop()
-        doomed.append(pid)
-        stack.extend(children.get(pid, []))
+    doomed = process_tree(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

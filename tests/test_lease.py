@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from hcpform.extensions import db
 from hcpform.models import Status, Submission, SyncAttempt
 from hcpform.timeutil import utcnow
+from tests.conftest import process_tree
 from tests.factories import make_submission
 from tests.helpers import Wizard, wait_for
 
@@ -49,20 +50,7 @@ def rule(sandbox: Any, **fault: Any) -> None:
 
 def signal_tree(proc: subprocess.Popen, sig: signal.Signals) -> int:
     """Send `sig` to a `flask worker`, its work-horse and its scheduler; return how many."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    pids, stack = [], [proc.pid]
-    while stack:
-        pid = stack.pop()
-        pids.append(pid)
-        stack.extend(children.get(pid, []))
+    pids = process_tree(proc.pid)
     for pid in pids:
         try:
             os.kill(pid, sig)

@@ -253,3 +253,14 @@ def choices_for(field: dict[str, Any], form: FormSettings) -> list[tuple[str, st
     if options == "time_windows":
         return [(w["id"], w["label"]) for w in form.time_windows]
     return [(str(v), str(label)) for v, label in (options or [])]
+
+
+# What a request of a service type creates in HCP (a service type's "creates"); job by default.
+RECORD_KINDS = (("job", "Job"), ("estimate", "Estimate"), ("lead", "Lead"))
+
+
+def record_kind(service_types: list[dict[str, Any]], name: str) -> str:
+    """Return what a request for this service type creates in HCP: job, estimate or lead."""
+    entry = next((s for s in service_types or [] if s.get("name") == name), None)
+    kind = (entry or {}).get("creates") or "job"
+    return kind if kind in dict(RECORD_KINDS) else "job"

@@ -216,6 +216,18 @@ class Submission(Model):
         """Return the customer's name as one string."""
         return f"{self.first_name} {self.last_name}".strip()
 
+    @property
+    def hcp_record(self) -> tuple[str, str] | None:
+        """Return (kind, HCP id) of the job, estimate or lead this request became, if any."""
+        for kind, record_id in (
+            ("job", self.hcp_job_id),
+            ("estimate", self.hcp_estimate_id),
+            ("lead", self.hcp_lead_id),
+        ):
+            if record_id:
+                return kind, record_id
+        return None
+
 
 class SyncAttempt(Model):
     """One run of the sync for a submission: when, by whom, and how it ended."""

@@ -26,6 +26,14 @@ def seed_customer(sandbox, **fields) -> None:
     response.raise_for_status()
 
 
+def phone_searches(sandbox) -> int:
+    """Return how many phone searches the sandbox received (an email search follows a miss)."""
+    log = requests.get(
+        f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers", timeout=5
+    ).json()["requests"]
+    return sum(1 for r in log if "@" not in " ".join(r["query"].get("q", [])))
+
+
 def walk_to_classification(client, answers=None) -> Wizard:
     answers = answers or person()
     wizard = Wizard(client)
@@ -54,8 +62,14 @@ def test_returning_customer_sees_only_a_masked_hint(client, app, sandbox):
         assert secret not in hint, secret
     with app.app_context():
         lookup = db.session.scalar(select(Draft.lookup))
-        assert set(lookup) == {"phone", "matched", "hint"}
+        assert set(lookup) == {"phone", "matched", "hint", "hcp"}
         assert lookup["hint"] == "••34" and lookup["matched"] is True
+        # What HCP answered stays on the server for the sync (people.shared_answer): the
+        # customer's id, names, numbers and addresses, never notes or tags.
+        kept = lookup["hcp"]["customer"]
+        assert kept["id"].startswith("cus_") and lookup["hcp"]["rule"] == "phone"
+        assert "notes" not in kept and "tags" not in kept
+        assert lookup["hcp"]["searched"] == ["phone"]  # matched by phone: no email search
 
 
 def test_a_number_on_file_without_a_house_number_says_only_that(client, sandbox):
@@ -87,6 +101,20 @@ def test_new_customer_gets_no_hint(client, sandbox):
     wizard = walk_to_classification(client)
     assert "data-lookup-hint" not in wizard.page
     assert 'value="false" checked' not in wizard.page
+
+
+def test_no_match_by_phone_searches_the_email_on_the_same_step(app, client, sandbox):
+    # Another number on file, the same email and name: the sync will match by email.
+    seed_customer(sandbox, mobile_number="7735550100")
+    wizard = walk_to_classification(client)
+    assert "data-lookup-hint" not in wizard.page  # an email match shows nothing
+    with app.app_context():
+        answer = db.session.scalar(select(Draft.lookup))["hcp"]
+    assert answer["searched"] == ["phone", "email"] and answer["rule"] == "email"
+    log = requests.get(
+        f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers", timeout=5
+    ).json()["requests"]
+    assert [r["query"]["q"] for r in log] == [["3125550142"], ["jane.doe@example.com"]]
 
 
 def test_hcp_down_the_wizard_goes_on(client, sandbox):
@@ -121,11 +149,9 @@ def test_lookups_are_rate_limited_per_ip(settings, tmp_path, sandbox, app):
         },
         instance_path=str(tmp_path / "limited"),
     )
-    url = f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers"
     for n, phone in enumerate(("(312) 555-0101", "(312) 555-0102", "(312) 555-0103")):
         walk_to_classification(limited.test_client(), person(customer_phone=phone))
-        searches = requests.get(url, timeout=5).json()["count"]
-        assert searches == min(n + 1, 2)  # the third phone from this IP is not looked up
+        assert phone_searches(sandbox) == min(n + 1, 2)  # the third phone is not looked up
 
 
 def limited_app(settings, tmp_path, per_ip: str):
@@ -148,14 +174,13 @@ def test_the_cache_does_not_bypass_the_per_ip_limit(settings, tmp_path, sandbox,
 
 
 def test_ipv6_clients_are_counted_by_their_64_network(settings, tmp_path, sandbox, app):
-    url = f"{sandbox.url}/_sandbox/requests?method=GET&path=/customers"
     limited = limited_app(settings, tmp_path, "2/hour")
 
     def walk_from(address: str, phone: str) -> int:
         client = limited.test_client()
         client.environ_base["REMOTE_ADDR"] = address
         walk_to_classification(client, person(customer_phone=phone))
-        return requests.get(url, timeout=5).json()["count"]
+        return phone_searches(sandbox)
 
     assert walk_from("2001:db8:1:2::1", "(312) 555-0101") == 1
     assert walk_from("2001:db8:1:2::ffff", "(312) 555-0102") == 2

@@ -76,8 +76,13 @@ def _initial(form: Form) -> dict[str, Any]:
     """Return the settings form's values for a Form row (plus one blank service-type row)."""
     data: dict[str, Any] = {name: getattr(form, name) for name in SIMPLE_FIELDS}
     data["service_types"] = [
-        {"name": s["name"], "job_type_id": s.get("job_type_id") or ""} for s in form.service_types
-    ] + [{"name": "", "job_type_id": ""}]
+        {
+            "name": s["name"],
+            "job_type_id": s.get("job_type_id") or "",
+            "creates": formdefs.record_kind(form.service_types, s["name"]),
+        }
+        for s in form.service_types
+    ] + [{"name": "", "job_type_id": "", "creates": "job"}]
     data["service_area_zips"] = ", ".join(form.service_area_zips or [])
     data["time_windows"] = format_time_windows(form.time_windows or [])
     data["closed_weekdays"] = list(form.closed_weekdays or [])
@@ -130,6 +135,7 @@ def form_settings(slug: str) -> ResponseReturnValue:
             )
         else:
             values = {name: wt[name].data for name in SIMPLE_FIELDS} | wt.cleaned
+            values["service_types"] = keep_other_settings(form, values["service_types"])
             values["name"] = values["name"].strip()
             changed = settings.apply_form_settings(form, values, wt.terms.data or "", now=utcnow())
             record("form saved", target=form.slug, detail=", ".join(changed) or "no change")
@@ -147,6 +153,29 @@ def form_settings(slug: str) -> ResponseReturnValue:
         ),
         400 if wt.errors else 200,
     )
+
+
+def keep_other_settings(form: Form, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the edited service types keeping each one's settings this page does not show.
+
+    "creates" is stored only when it is not the default (job), so old rows stay as they were.
+    """
+    old = {s.get("name"): s for s in form.service_types or []}
+    merged = [{**old.get(e["name"], {}), **e} for e in entries]
+    return [
+        {k: v for k, v in m.items() if not (k == "creates" and v in ("job", None))} for m in merged
+    ]
+
+
+@bp.post("/forms/<slug>/leads-only")
+def form_leads_only(slug: str) -> ResponseReturnValue:
+    """Make every service type of the form create an HCP lead (a business that triages by phone)."""
+    form = _form_or_404(slug)
+    form.service_types = [{**s, "creates": "lead"} for s in form.service_types or []]
+    record("form saved", target=form.slug, detail="leads only: every service type creates a lead")
+    db.session.commit()
+    flash("Every service type of this form now creates a lead in Housecall Pro.", "success")
+    return redirect(url_for("admin.form_settings", slug=form.slug), code=303)
 
 
 @bp.route("/forms/<slug>/fields", methods=["GET", "POST"])

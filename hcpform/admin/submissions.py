@@ -35,7 +35,8 @@ CSV_COLUMNS = (
     "service_type", "urgency", "booking_date", "booking_window", "description",
     "special_instructions", "source", "utm_source", "utm_medium", "utm_campaign", "utm_term",
     "utm_content", "click_id", "referrer", "landing_url", "hcp_customer_id", "hcp_job_id",
-    "customer_matched_by", "attempts", "last_error", "manual_note",
+    "customer_matched_by", "attempts", "last_error", "manual_note", "hcp_record",
+    "hcp_estimate_id", "hcp_lead_id",
 )  # fmt: skip
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -111,6 +112,7 @@ def submissions_csv() -> ResponseReturnValue:
         for sub in db.session.scalars(stmt):
             values = {c: getattr(sub, c, "") for c in CSV_COLUMNS}
             values["form"] = slugs.get(sub.form_id, "")
+            values["hcp_record"] = sub.hcp_record[0] if sub.hcp_record else ""
             values["created_at"] = admin_time(sub.created_at, "%Y-%m-%d %H:%M:%S %Z")
             writer.writerow([neutralise(values[c]) for c in CSV_COLUMNS])
             yield buffer.getvalue()

@@ -563,6 +563,34 @@ class HousecallProClient:
         }
         return self._object("GET", "/jobs", params=params)
 
+    def create_estimate(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an estimate (customer_id required; HCP answers 200) and return it."""
+        return self._object("POST", "/estimates", json=dict(payload))
+
+    def list_estimates(
+        self, *, customer_id: str, page_size: int = MAX_PAGE_SIZE
+    ) -> list[dict[str, Any]]:
+        """Return all of a customer's estimates (every page), their options' notes included."""
+        return list(
+            self.iter_pages(
+                "/estimates", "estimates", params={"customer_id": customer_id}, page_size=page_size
+            )
+        )
+
+    def create_lead(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a lead (customer_id or an inline customer) and return it."""
+        return self._object("POST", "/leads", json=dict(payload))
+
+    def list_leads(
+        self, *, customer_id: str, page_size: int = MAX_PAGE_SIZE
+    ) -> list[dict[str, Any]]:
+        """Return all of a customer's leads (every page); a Lead carries no notes."""
+        return list(
+            self.iter_pages(
+                "/leads", "leads", params={"customer_id": customer_id}, page_size=page_size
+            )
+        )
+
     def job_types(self) -> list[dict[str, Any]]:
         """Return all job types (cached)."""
         return self._cached(

@@ -322,6 +322,15 @@ def submission_matches(customer: dict[str, Any], sub: ServiceRequest) -> str | N
     return customer_matches(customer, phone=sub.phone, email=sub.email, last_name=sub.last_name)
 
 
+def shares_contact(customer: dict[str, Any], *, phone: str, email: str | None) -> bool:
+    """Return True when an HCP customer has this phone (any of its numbers) or this email."""
+    wanted = phone_e164(phone)
+    if wanted and any(phone_e164(customer.get(key)) == wanted for key in PHONE_KEYS):
+        return True
+    email = normalise_email(email or "")
+    return bool(email) and normalise_email(customer.get("email") or "") == email
+
+
 def possible_duplicate(customer: dict[str, Any], sub: ServiceRequest) -> bool:
     """Return True when a customer that is not a match shares the email or a number with sub."""
     wanted = phone_e164(sub.phone)
@@ -374,3 +383,112 @@ def find_address(addresses: list[dict[str, Any]], sub: ServiceRequest) -> dict[s
 def _unit(value: str | None) -> str:
     """Return street line 2 reduced to the unit itself: "Apt. 2B", "unit 2b" and "#2B" agree."""
     return " ".join(w for w in normalise_street(value or "").split() if w not in UNIT_WORDS)
+
+
+# -- estimates and leads --------------------------------------------------------------------
+
+
+def estimate_body(
+    sub: ServiceRequest,
+    *,
+    customer_id: str,
+    address_id: str,
+    job_type_id: str | None,
+    lead_source: str | None,
+    tags: list[str],
+    window_label: str,
+    time_zone: str,
+) -> dict[str, Any]:
+    """Return an EstimateCreate body: customer, address, schedule when booked, note, tags.
+
+    EstimateCreate has no top-level tags: they go on its one option, as HCP shows them.
+    """
+    body: dict[str, Any] = {
+        "customer_id": customer_id,
+        "address_id": address_id,
+        "note": job_notes(sub, window_label=window_label, time_zone=time_zone),
+        "options": [{"name": "Option #1", "tags": job_tags(sub, tags)}],
+    }
+    if sub.scheduled_start and sub.scheduled_end:
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(time_zone)
+        start, end = sub.scheduled_start.astimezone(tz), sub.scheduled_end.astimezone(tz)
+        body["schedule"] = {
+            "start_time": start.isoformat(),
+            "end_time": end.isoformat(),
+            "arrival_window_in_minutes": int((end - start).total_seconds() // 60),
+        }
+    if job_type_id:
+        body["estimate_fields"] = {"job_type_id": job_type_id}
+    if lead_source:
+        body["lead_source"] = lead_source
+    return body
+
+
+def lead_body(
+    sub: ServiceRequest,
+    *,
+    customer_id: str,
+    address_id: str,
+    lead_source: str | None,
+    tags: list[str],
+    window_label: str,
+    time_zone: str,
+) -> dict[str, Any]:
+    """Return a LeadCreate body: customer and address, lead source, note and tags."""
+    body: dict[str, Any] = {
+        "customer_id": customer_id,
+        "address_id": address_id,
+        "note": job_notes(sub, window_label=window_label, time_zone=time_zone),
+        "tags": job_tags(sub, tags),
+    }
+    if lead_source:
+        body["lead_source"] = lead_source
+    return body
+
+
+def estimate_has_marker(estimate: Mapping[str, Any], reference: str) -> bool:
+    """Return True when an estimate's notes (on its options) carry our reference marker."""
+    marker = reference_marker(reference)
+    for option in estimate.get("options") or []:
+        notes = option.get("notes") if isinstance(option, Mapping) else None
+        for note in notes or []:
+            if isinstance(note, Mapping) and marker in (note.get("content") or ""):
+                return True
+    return marker in str(estimate.get("note") or "")
+
+
+def lead_looks_ours(
+    lead: Mapping[str, Any], *, tags: list[str], lead_source: str | None, since: datetime
+) -> bool:
+    """Return True when a lead has all these tags, this lead source and was made after `since`.
+
+    A Lead has no notes in HCP's API, so this is the best a retry can tell; the caller also
+    leaves out leads that another submission already holds.
+    """
+    have = {str(t).lower() for t in lead.get("tags") or []}
+    if not {t.lower() for t in tags} <= have:
+        return False
+    source = lead.get("lead_source")
+    if isinstance(source, Mapping):  # tolerate an object where the definition has a name
+        source = source.get("name")
+    if (source or "").strip().lower() != (lead_source or "").strip().lower():
+        return False
+    created = _parse_time(lead.get("created_at"))
+    return created is not None and created >= since
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """Return an aware datetime from HCP's ISO text (UTC with Z), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        from datetime import UTC
+
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed

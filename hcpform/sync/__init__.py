@@ -33,7 +33,7 @@ from ..hcp.client import HcpError
 from ..models import HcpConnection, Status, Submission, SyncAttempt
 from ..timeutil import utcnow
 from .lease import LeaseLost, _current_run, claim
-from .steps import SyncFailed, run_steps
+from .steps import SyncFailed, created_message, run_steps
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def attempt_sync(sub: Submission, attempt: SyncAttempt, conn: HcpConnection) -> 
         db.session.rollback()
         error = HcpError(f"internal error ({exc.__class__.__name__}); see the worker log")
         return schedule_retry(sub, attempt, error)
-    return finish(sub, attempt, Status.SYNCED, f"Job {sub.hcp_job_id} created in HCP")
+    return finish(sub, attempt, Status.SYNCED, created_message(sub))
 
 
 def release_after_timeout(submission_id: int) -> None:

@@ -290,7 +290,10 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now: datetime) -> R
     if phone and (draft.lookup or {}).get("phone") != phone:
         # Committed first: the HCP lookup (up to HCP_LOOKUP_TIMEOUT) holds no database lock.
         draft.lookup = lookup_customer(
-            phone, ip=ratelimits.client_ip(), last_name=str(answers.get("customer_lname") or "")
+            phone,
+            ip=ratelimits.client_ip(),
+            last_name=str(answers.get("customer_lname") or ""),
+            email=str(answers.get("customer_email") or ""),
         )
         db.session.commit()
     if result.out_of_area:

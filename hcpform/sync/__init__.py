@@ -1,11 +1,12 @@
 """The sync of one submission to HCP: a claim with a lease, then small idempotent steps.
 
-customer → address → job. Each step stores the HCP id it obtained and commits at once, so a run
+customer → address → job, estimate or lead. Each step stores the HCP id it obtained and commits at once, so a run
 that dies anywhere resumes where it stopped. A create whose answer was lost (timeout, dropped
 connection, worker killed) is looked for before it is sent again, so nothing is made twice.
 
-lease.py holds the claim and its guard, steps.py the steps; this module runs one attempt and
-records how it ended (synced, retry, failed, waiting).
+lease.py holds the claim and its guard, steps.py the customer and address steps, records.py
+the job, estimate or lead; this module runs one attempt in that order and records how it ended
+(synced, retry, failed, waiting).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from flask import current_app
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import and_, or_, select, update
 
+from .. import formdefs
 from ..connection import (
     KeyUnreadable,
     connection_row,
@@ -29,13 +31,28 @@ from ..connection import (
     mark_disconnected,
 )
 from ..extensions import db, rowcount
-from ..hcp.client import HcpError
+from ..hcp.client import HcpError, HousecallProClient
 from ..models import HcpConnection, Status, Submission, SyncAttempt
 from ..timeutil import utcnow
 from .lease import LeaseLost, _current_run, claim
-from .steps import SyncFailed, created_message, run_steps
+from .records import created_message, ensure_record, record_job_type, resolve_lead_source
+from .steps import SyncFailed, ensure_address, ensure_customer, person_lock
 
 logger = logging.getLogger(__name__)
+
+
+def run_steps(client: HousecallProClient, sub: Submission, conn: HcpConnection) -> None:
+    """Run the steps in order; each one does nothing when its id is already stored."""
+    missing = formdefs.missing_required_keys(sub.form.definition)
+    if missing:
+        raise SyncFailed(formdefs.missing_mappings_message(missing))
+    kind = formdefs.record_kind(sub.form.service_types, sub.service_type)
+    job_type_id = record_job_type(client, sub, conn, kind)
+    lead_source = resolve_lead_source(client, sub, conn)
+    with person_lock(sub):
+        found = ensure_customer(client, sub, conn, lead_source)
+        ensure_address(client, sub, found)
+    ensure_record(client, sub, conn, kind, job_type_id, lead_source)
 
 
 def sync_submission(submission_id: int) -> str:

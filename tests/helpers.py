@@ -14,6 +14,12 @@ TOKEN_RE = re.compile(
     r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"'
 )
 ACTION_RE = re.compile(r'<form[^>]*action="([^"]+)"')
+SLOT_RE = re.compile(r'name="booking_slot" value="([^"]+)"')
+
+
+def slots_in(page: str) -> list[str]:
+    """Return the open HCP windows step 6 offers (their ids, earliest first)."""
+    return SLOT_RE.findall(page)
 
 
 def next_open_day(days_ahead: int = 3, tz: str = "America/Chicago") -> str:
@@ -129,7 +135,10 @@ class Wizard:
         self.open(self.url)
         response = None
         for step in ("location", "service", "description", "contact", "classification", "schedule"):
-            response = self.post(answers[step])
+            data = dict(answers[step])
+            if step == "schedule" and "booking_slot" not in data and slots_in(self.page):
+                data["booking_slot"] = slots_in(self.page)[0]  # real windows: the earliest
+            response = self.post(data)
             assert response.status_code == 200, (step, response.status_code, self.page[:2000])
         assert "Check your answers" in self.page
         if submit:
@@ -177,3 +186,8 @@ def set_form(app: Any, slug: str = "service-request", **values: Any) -> None:
         for key, value in values.items():
             setattr(form, key, value)
         db.session.commit()
+
+
+def preferences_only(app: Any, slug: str = "service-request") -> None:
+    """Set a form to offer its own windows as preferred times (a date and a window, no HCP)."""
+    set_form(app, slug, scheduling_mode="preferences")

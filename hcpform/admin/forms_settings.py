@@ -27,8 +27,11 @@ from .forms import (
 
 SIMPLE_FIELDS = (
     "name", "published", "sync_enabled", "submissions_per_hour", "booking_horizon_days",
-    "business_name", "brand_color", "logo_url",
+    "business_name", "brand_color", "logo_url", "scheduling_mode", "booking_days",
+    "lead_time_minutes",
 )  # fmt: skip
+# Settings of a service type the page does not edit; a save keeps them (by the type's name).
+SERVICE_TYPE_EXTRAS = ("duration_minutes", "employee_ids")
 
 
 def _form_or_404(slug: str) -> Form:
@@ -86,6 +89,15 @@ def _initial(form: Form) -> dict[str, Any]:
     return data
 
 
+def keep_service_extras(form: Form, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the saved service types with each one's visit length and pros kept."""
+    old = {s["name"]: s for s in form.service_types or []}
+    return [
+        entry | {k: old[entry["name"]][k] for k in SERVICE_TYPE_EXTRAS if k in old.get(entry["name"], {})}
+        for entry in entries
+    ]
+
+
 def _job_type_choices(form: Form, lists: settings.HcpLists) -> list[tuple[str, str]]:
     choices = [("", "Match by name, else the default job type")]
     choices += [(jt["id"], jt.get("name") or jt["id"]) for jt in lists.job_types]
@@ -126,6 +138,7 @@ def form_settings(slug: str) -> ResponseReturnValue:
             wt.published.errors.append(problem + ". Map them in Field mapping first.")
         else:
             values = {name: wt[name].data for name in SIMPLE_FIELDS} | wt.cleaned
+            values["service_types"] = keep_service_extras(form, values["service_types"])
             values["name"] = values["name"].strip()
             changed = settings.apply_form_settings(form, values, wt.terms.data, now=utcnow())
             record("form saved", target=form.slug, detail=", ".join(changed) or "no change")

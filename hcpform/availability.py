@@ -51,6 +51,8 @@ LOCK_WAIT_SECONDS = 10.0
 SHORT_WAIT_SECONDS = 2.0  # the longest a homeowner waits on the shared HCP budget or a 429
 FIRST_DAYS_SHOWN = 3  # days of windows before "Show more days"
 ID_FORMAT = "%Y%m%dT%H%MZ"
+# Submissions that will become a job in HCP (spam, failed and manual ones hold no window).
+ON_THE_WAY = (Status.PENDING, Status.SYNCING, Status.WAITING)
 
 # Why step 6 shows preferred times instead of open windows.
 REASON_MODE = "mode"  # the form is set to preferences only
@@ -259,9 +261,12 @@ def held_windows(*, now: datetime, recent: bool = False) -> list[Window]:
     With `recent`, also those booked in the last minute: a cached HCP answer may predate
     their job, so a list read from the cache must not offer their window again.
     """
-    unsent = (Submission.hcp_job_id.is_(None)) & (Submission.status == Status.PENDING)
+    unsent = Submission.hcp_job_id.is_(None) & Submission.status.in_(ON_THE_WAY)
     if recent:
-        unsent = unsent | (Submission.updated_at > now - timedelta(seconds=CACHE_SECONDS + 5))
+        unsent = unsent | (
+            Submission.status.in_([*ON_THE_WAY, Status.SYNCED])
+            & (Submission.updated_at > now - timedelta(seconds=CACHE_SECONDS + 5))
+        )
     rows = db.session.execute(
         select(Submission.scheduled_start, Submission.scheduled_end).where(
             Submission.schedule_kind == BOOKED, Submission.scheduled_end > now, unsent

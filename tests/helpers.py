@@ -67,6 +67,14 @@ def person(**overrides: Any) -> dict[str, dict[str, str]]:
     return answers
 
 
+def step_data(page: str, step: str, answers: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Return what to post on a step: its answers, and on step 6 the earliest open window."""
+    data = dict(answers[step])
+    if step == "schedule" and "booking_slot" not in data and slots_in(page):
+        data["booking_slot"] = slots_in(page)[0]
+    return data
+
+
 def token_of(page: str) -> str:
     """Return the CSRF token in a rendered page."""
     match = TOKEN_RE.search(page)
@@ -135,10 +143,7 @@ class Wizard:
         self.open(self.url)
         response = None
         for step in ("location", "service", "description", "contact", "classification", "schedule"):
-            data = dict(answers[step])
-            if step == "schedule" and "booking_slot" not in data and slots_in(self.page):
-                data["booking_slot"] = slots_in(self.page)[0]  # real windows: the earliest
-            response = self.post(data)
+            response = self.post(step_data(self.page, step, answers))
             assert response.status_code == 200, (step, response.status_code, self.page[:2000])
         assert "Check your answers" in self.page
         if submit:

@@ -244,9 +244,7 @@ def booking_fields(step: dict[str, Any] | None) -> tuple[str | None, str | None]
     """Return the names of a step's preferred-date field and time-window field (or None)."""
     fields = (step or {}).get("fields", [])
     date_field = next((f["name"] for f in fields if f.get("type") == "date"), None)
-    window_field = next(
-        (f["name"] for f in fields if f.get("options") == "time_windows"), None
-    )
+    window_field = next((f["name"] for f in fields if f.get("options") == "time_windows"), None)
     return date_field, window_field
 
 

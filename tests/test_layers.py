@@ -35,7 +35,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.people",
             "hcpform.connection",
             "hcpform.availability",
-        },),
+        },
+    ),
     ("the HCP workflow", {"hcpform.sync"}),
     ("the queue's jobs", {"hcpform.jobs"}),
     (

@@ -93,7 +93,8 @@ def keep_service_extras(form: Form, entries: list[dict[str, Any]]) -> list[dict[
     """Return the saved service types with each one's visit length and pros kept."""
     old = {s["name"]: s for s in form.service_types or []}
     return [
-        entry | {k: old[entry["name"]][k] for k in SERVICE_TYPE_EXTRAS if k in old.get(entry["name"], {})}
+        entry
+        | {k: old[entry["name"]][k] for k in SERVICE_TYPE_EXTRAS if k in old.get(entry["name"], {})}
         for entry in entries
     ]
 

@@ -189,7 +189,9 @@ def step(slug: str, step: str) -> ResponseReturnValue:
     return save_step(form, draft, step, now=now)
 
 
-def slots_for(form: Form, draft: Draft | None, slug: str, *, now) -> availability.Availability | None:  # noqa: ANN001,E501
+def slots_for(
+    form: Form, draft: Draft | None, slug: str, *, now
+) -> availability.Availability | None:  # noqa: ANN001,E501
     """Return what the step that picks the time offers (None on every other step)."""
     date_name, time_name = formdefs.booking_fields(formdefs.get_step(form.definition, slug))
     if not (date_name and time_name):
@@ -249,7 +251,14 @@ def _first_page_hidden() -> dict[str, str]:
 
 
 def show_step(  # noqa: ANN201
-    form: Form, draft: Draft | None, slug: str, *, now, wtform=None, status=200, slots=None  # noqa: ANN001
+    form: Form,
+    draft: Draft | None,
+    slug: str,
+    *,
+    now,
+    wtform=None,
+    status=200,
+    slots=None,  # noqa: ANN001
 ):
     """Render a step page."""
     slugs = formdefs.step_slugs(form.definition)

@@ -27,7 +27,9 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table("form") as batch_op:
         batch_op.add_column(
-            sa.Column("scheduling_mode", sa.String(length=16), nullable=False, server_default="booked")
+            sa.Column(
+                "scheduling_mode", sa.String(length=16), nullable=False, server_default="booked"
+            )
         )
         batch_op.add_column(
             sa.Column("booking_days", sa.Integer(), nullable=False, server_default="14")

@@ -241,6 +241,14 @@ class FormSettings(Protocol):
     time_windows: list[dict[str, Any]]
 
 
+def booking_fields(step: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """Return the names of a step's preferred-date field and time-window field (or None)."""
+    fields = (step or {}).get("fields", [])
+    date_field = next((f["name"] for f in fields if f.get("type") == "date"), None)
+    window_field = next((f["name"] for f in fields if f.get("options") == "time_windows"), None)
+    return date_field, window_field
+
+
 def choices_for(field: dict[str, Any], form: FormSettings) -> list[tuple[str, str]]:
     """Return (value, label) pairs for a select or radio field of a form."""
     options = field.get("options")

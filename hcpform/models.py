@@ -47,6 +47,11 @@ class Form(Model):
     closed_weekdays: Mapped[list[int]] = mapped_column(JSON, default=list)  # 0 = Monday
     closed_dates: Mapped[list[str]] = mapped_column(JSON, default=list)  # ISO dates
     booking_horizon_days: Mapped[int] = mapped_column(Integer, default=90)
+    # "booked": step 6 offers HCP's open booking windows (the form's own windows only when HCP
+    # can't answer); "preferences": always the form's windows, as preferred times.
+    scheduling_mode: Mapped[str] = mapped_column(String(16), default="booked")
+    booking_days: Mapped[int] = mapped_column(Integer, default=14)  # days of windows shown
+    lead_time_minutes: Mapped[int] = mapped_column(Integer, default=120)  # no window sooner
     time_zone: Mapped[str] = mapped_column(String(64), default="America/Chicago")
     allowed_domains: Mapped[list[str]] = mapped_column(JSON, default=list)  # https origins
     published: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -147,6 +152,9 @@ class Submission(Model):
     booking_window: Mapped[str] = mapped_column(String(32), default="")  # time window id
     scheduled_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     scheduled_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "booked": an open HCP window, checked at submit (a scheduled job); "preference": a time
+    # we confirm by phone (an unscheduled job with the preference in its notes).
+    schedule_kind: Mapped[str] = mapped_column(String(16), default="preference")
     terms_version_id: Mapped[int | None] = mapped_column(ForeignKey("terms_version.id"))
     answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # every answer, by name
     language: Mapped[str] = mapped_column(String(8), default="en")

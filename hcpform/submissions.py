@@ -11,7 +11,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import formdefs, validation
+from . import availability, formdefs, validation
 from .extensions import db, rowcount
 from .models import Draft, Form, FunnelCount, OutOfAreaRequest, Status, Submission
 
@@ -115,6 +115,23 @@ def save_step(
     return StepResult()
 
 
+def forget_window(draft: Draft, form: Form, step_slug: str, *, now: datetime) -> None:
+    """Clear the window a draft chose and reopen its step; every other answer stays."""
+    date_name, time_name = formdefs.booking_fields(formdefs.get_step(form.definition, step_slug))
+    answers = dict(draft.answers or {})
+    for name in (date_name, time_name, "_schedule_kind", "_window_label", "_window_when"):
+        if name:
+            answers.pop(name, None)
+    draft.answers = answers
+    draft.completed_steps = [s for s in draft.completed_steps or [] if s != step_slug]
+    draft.updated_at = now
+
+
+def as_preference(draft: Draft) -> None:
+    """Keep the draft's window as a preferred time (HCP could not confirm it was still open)."""
+    draft.answers = {**(draft.answers or {}), "_schedule_kind": availability.PREFERENCE}
+
+
 def record_out_of_area(form: Form, zip_code: str, email: str, *, now: datetime) -> None:
     """Keep an out-of-area request (with an email when given) for expansion planning."""
     db.session.add(
@@ -170,6 +187,12 @@ def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) ->
     start = end = None
     if booking_date and window:
         start, end = validation.window_bounds(booking_date, window, form.time_zone)
+    hcp_window = availability.parse_window_id(window_id) if window is None else None
+    if hcp_window is not None:
+        # One of HCP's windows: its times are the window's; the label is what the notes show.
+        start, end = hcp_window.start, hcp_window.end
+        window_id = str(a.get("_window_label") or "")[:32]
+    kind = availability.BOOKED if a.get("_schedule_kind") == availability.BOOKED else "preference"
     first_time = key("isFirstTimeClient")
     attr = draft.attribution or {}
     public_answers = {k: v for k, v in a.items() if not k.startswith("_")}
@@ -200,6 +223,7 @@ def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) ->
         booking_window=window_id,
         scheduled_start=start,
         scheduled_end=end,
+        schedule_kind=kind if start else "preference",
         terms_version_id=form.current_terms.id if form.current_terms else None,
         answers=public_answers,
         language=form.language,

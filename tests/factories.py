@@ -47,6 +47,7 @@ def make_submission(**overrides: Any) -> Submission:
         "booking_window": window["id"],
         "scheduled_start": start,
         "scheduled_end": end,
+        "schedule_kind": "booked",  # a window HCP had open: a scheduled job
         "answers": {},
         "created_at": utcnow(),
     }

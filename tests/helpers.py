@@ -14,6 +14,12 @@ TOKEN_RE = re.compile(
     r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"'
 )
 ACTION_RE = re.compile(r'<form[^>]*action="([^"]+)"')
+SLOT_RE = re.compile(r'name="booking_slot" value="([^"]+)"')
+
+
+def slots_in(page: str) -> list[str]:
+    """Return the open HCP windows step 6 offers (their ids, earliest first)."""
+    return SLOT_RE.findall(page)
 
 
 def next_open_day(days_ahead: int = 3, tz: str = "America/Chicago") -> str:
@@ -59,6 +65,14 @@ def person(**overrides: Any) -> dict[str, dict[str, str]]:
             if key in step:
                 step[key] = value
     return answers
+
+
+def step_data(page: str, step: str, answers: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Return what to post on a step: its answers, and on step 6 the earliest open window."""
+    data = dict(answers[step])
+    if step == "schedule" and "booking_slot" not in data and slots_in(page):
+        data["booking_slot"] = slots_in(page)[0]
+    return data
 
 
 def token_of(page: str) -> str:
@@ -129,7 +143,7 @@ class Wizard:
         self.open(self.url)
         response = None
         for step in ("location", "service", "description", "contact", "classification", "schedule"):
-            response = self.post(answers[step])
+            response = self.post(step_data(self.page, step, answers))
             assert response.status_code == 200, (step, response.status_code, self.page[:2000])
         assert "Check your answers" in self.page
         if submit:
@@ -177,3 +191,8 @@ def set_form(app: Any, slug: str = "service-request", **values: Any) -> None:
         for key, value in values.items():
             setattr(form, key, value)
         db.session.commit()
+
+
+def preferences_only(app: Any, slug: str = "service-request") -> None:
+    """Set a form to offer its own windows as preferred times (a date and a window, no HCP)."""
+    set_form(app, slug, scheduling_mode="preferences")

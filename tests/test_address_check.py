@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from hcpform.extensions import db
 from hcpform.models import Draft, Submission
-from tests.helpers import Wizard, person
+from tests.helpers import Wizard, person, step_data
 
 AUSTIN = {"street": "1200 Barton Springs Rd", "city": "Austin", "state": "TX", "zip": "78704"}
 
@@ -77,7 +77,7 @@ def test_keeping_what_was_typed_is_remembered_and_sent(client, app):
     response = wizard.post(contact(city="Springfield", state="CA"))
     assert response.status_code == 200 and "Step 5 of 6" in wizard.page
     for step in ("classification", "schedule"):
-        wizard.post(person()[step])
+        wizard.post(step_data(wizard.page, step, person()))
     wizard.post({})
     assert "Request sent" in wizard.page
     with app.app_context():

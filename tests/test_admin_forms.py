@@ -377,3 +377,31 @@ def test_the_sync_fails_a_submission_of_a_form_missing_keys_with_the_same_words(
 @pytest.mark.parametrize("url", [URL, FIELDS_URL])
 def test_unknown_forms_are_404(admin_client, url):
     assert admin_client.get(url.replace("service-request", "nope")).status_code == 404
+
+
+def test_scheduling_settings_are_saved_and_keep_each_service_types_length(
+    app, admin_client, client
+):
+    with app.app_context():
+        form = db.session.scalar(select(Form).where(Form.slug == "service-request"))
+        types = [dict(s) for s in form.service_types]
+        types[1] |= {"duration_minutes": 90, "employee_ids": ["pro_x"]}
+        form.service_types = types
+        db.session.commit()
+    assert '<option selected value="booked">' in text(admin_client.get(URL))  # the default
+    response = save(
+        admin_client, scheduling_mode="preferences", booking_days="7", lead_time_minutes="240"
+    )
+    assert response.status_code == 303, text(response)[:3000]
+    form = form_row(app)
+    assert (form.scheduling_mode, form.booking_days, form.lead_time_minutes) == (
+        "preferences", 7, 240,
+    )  # fmt: skip
+    assert form.service_types[1]["duration_minutes"] == 90
+    assert form.service_types[1]["employee_ids"] == ["pro_x"]
+    bad = save(admin_client, scheduling_mode="sometimes", booking_days="0")
+    assert bad.status_code == 400 and "Use 1 to 60 days" in text(bad)
+    # The live wizard offers the form's own windows as preferred times now.
+    wizard = Wizard(client)
+    wizard.complete(submit=False)
+    assert "preferred time" in wizard.page

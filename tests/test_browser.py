@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 
 from hcpform.extensions import db
 from hcpform.models import Submission
-from tests.helpers import person, set_form
+from tests.helpers import person, preferences_only, set_form
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -195,7 +195,12 @@ def submit(page: Any) -> None:
 
 def fill_step(page: Any, step: str, answers: dict[str, dict[str, str]]) -> None:
     """Answer one step with the mouse and keyboard as a person would."""
-    values = answers[step]
+    values = dict(answers[step])
+    slots = page.locator("input[name='booking_slot']")
+    if step == "schedule" and slots.count():  # HCP's open windows: the earliest one
+        slots.first.check()
+        values.pop("booking_date", None)
+        values.pop("booking_time", None)
     for name, value in values.items():
         field = page.locator(f"[name='{name}']").first
         kind = field.evaluate("e => e.type")
@@ -297,7 +302,7 @@ def check_error_state(page: Any, *, js: bool) -> None:
         holder = (
             target
             if target.get_attribute("type") != "radio"
-            else page.locator(f"fieldset:has(input[name='{name}'])")
+            else page.locator(f"fieldset:has(input[name='{name}'])").first  # the outermost
         )
         assert error_id in (holder.get_attribute("aria-describedby") or ""), name
 
@@ -352,6 +357,7 @@ def keyboard_submit(page: Any) -> None:
 
 
 def test_keyboard_only(browser, live, app):
+    preferences_only(app)  # a date input and window radios (the windows have their own test)
     context = browser.new_context(viewport=DESKTOP)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
@@ -612,4 +618,50 @@ def test_out_of_area_page_and_its_error_pass_axe(browser, live, app, axe_source)
     page.wait_for_function("() => document.activeElement.hasAttribute('data-error-summary')")
     run_axe(page, axe_source, "out-of-area errors")
     shoot(page, "phone-out-of-area-errors")
+    context.close()
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
+def test_step6_booking_windows_at_375(browser, live, app, axe_source, js):
+    """Step 6 offers HCP's open windows grouped by day; "Show more days" works with and
+    without JavaScript, and the page passes axe."""
+    context = browser.new_context(viewport=PHONE, java_script_enabled=js)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    answers = person()
+    page.goto(f"{live}/f/{SLUG}/")
+    for step in STEPS[:5]:
+        fill_step(page, step, answers)
+        submit(page)
+    expect_title(page, rf"Step 6 of 6: Pick a time – {BUSINESS}")
+    days = page.locator("fieldset[data-slot-day]")
+    assert page.locator("fieldset[data-slot-day]:visible").count() == 3
+    assert days.count() > 3 and page.locator("input[name='booking_slot']").count() > 6
+    check_layout(page, "step 6 windows")
+    if js:  # axe runs as a script: the no-JS page is the same markup, checked in the JS run
+        run_axe(page, axe_source, "step 6 windows")
+    shoot(page, f"step6-booking-windows-{'js' if js else 'nojs'}")
+    if js:  # revealed in place, focus on the first new time
+        page.locator("[data-show-more]").click()
+        page.wait_for_function("() => document.activeElement.name === 'booking_slot'")
+        assert "days=" not in page.url
+    else:  # a link that reloads with three more days
+        with page.expect_navigation(timeout=TIMEOUT_MS):
+            page.locator("[data-show-more]").click()
+        assert "days=6" in page.url
+    assert page.locator("fieldset[data-slot-day]:visible").count() == 6
+    if js:
+        run_axe(page, axe_source, "step 6 more days")
+    submit(page)  # nothing chosen: the error summary reaches the first time
+    check_error_state(page, js=js)
+    if js:
+        run_axe(page, axe_source, "step 6 windows errors")
+    page.locator("input[name='booking_slot']").first.check()
+    page.locator("#terms").check()
+    submit(page)
+    expect_title(page, rf"Check your answers – {BUSINESS}")
+    assert "Appointment" in page.content()
+    submit(page)
+    expect_title(page, rf"Request sent – {BUSINESS}")
+    assert "Your visit is booked for" in page.content()
     context.close()

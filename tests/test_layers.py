@@ -28,7 +28,15 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("domain data", {"hcpform.models", "hcpform.formdefs", "hcpform.validation"}),
-    ("domain operations", {"hcpform.submissions", "hcpform.people", "hcpform.connection"}),
+    (
+        "domain operations",
+        {
+            "hcpform.submissions",
+            "hcpform.people",
+            "hcpform.connection",
+            "hcpform.availability",
+        },
+    ),
     ("the HCP workflow", {"hcpform.sync"}),
     ("the queue's jobs", {"hcpform.jobs"}),
     (

@@ -19,7 +19,15 @@ from sqlalchemy import func, select
 from hcpform.extensions import db
 from hcpform.models import Draft, HcpCall, Status, Submission
 from tests.conftest import free_port, kill_tree
-from tests.helpers import Wizard, hidden_inputs, person, reference_in, token_of, wait_for
+from tests.helpers import (
+    Wizard,
+    hidden_inputs,
+    person,
+    reference_in,
+    step_data,
+    token_of,
+    wait_for,
+)
 
 # The shortest lease check_config allows with these timeouts: a job timeout of 10 calls x
 # (0.25 + 0.25 + 1.5) s = 20 s, and one call more.
@@ -329,7 +337,7 @@ def test_database_unreachable_gives_a_clear_503_and_writes_nothing(db_behind_a_c
     wizard.page = contact_page
     wizard.post(answers["contact"])
     for step in ("classification", "schedule"):
-        wizard.post(answers[step])
+        wizard.post(step_data(wizard.page, step, answers))
     wizard.post({})
     assert "Request sent" in wizard.page
     with app.app_context():
@@ -380,7 +388,7 @@ def test_drafts_survive_an_app_restart(app, settings, tmp_path, surface):
     again.post(answers["contact"])
     assert f"{surface}/service-request/classification" in again.url and again.token == token
     for step in ("classification", "schedule"):
-        again.post(answers[step])
+        again.post(step_data(again.page, step, answers))
     again.post({})
     assert "Request sent" in again.page
     with restarted.app_context():

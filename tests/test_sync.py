@@ -85,6 +85,19 @@ def test_new_customer_becomes_customer_address_and_job(app_ctx, sandbox):
     ]
 
 
+def test_a_preferred_time_becomes_an_unscheduled_job_with_the_preference_in_its_notes(
+    app_ctx, sandbox
+):
+    sub = make_submission(schedule_kind="preference")
+    db.session.commit()
+    assert sync_submission(sub.id) == "synced"
+    job = state(sandbox)["jobs"][0]
+    assert not (job.get("schedule") or {}).get("scheduled_start")  # "needs scheduling" in HCP
+    assert "Preferred time" in job["tags"]
+    notes = " ".join(n["content"] for n in job["notes"])
+    assert "Preferred: " in notes and "8–11 am" in notes and "confirm by phone" in notes
+
+
 def test_returning_customer_by_phone_gets_a_second_job_on_the_same_records(app_ctx, sandbox):
     first = make_submission()
     db.session.commit()

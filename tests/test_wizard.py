@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 
 from hcpform.extensions import db
 from hcpform.models import Draft, Form, OutOfAreaRequest, Status, Submission
-from tests.helpers import Wizard, days, person, reference_in
+from tests.helpers import Wizard, days, person, preferences_only, reference_in
 
 pytestmark = pytest.mark.both_dbs
 
@@ -34,7 +36,10 @@ def test_full_journey_creates_one_pending_submission(client, app):
             "US",
         )
         assert sub.service_type == "Drain cleaning" and sub.urgency == "soon"
-        assert sub.booking_window == "08-11"
+        # The sandbox has open windows: the earliest one is booked (2 h, the default length).
+        assert sub.schedule_kind == "booked"
+        assert sub.scheduled_end - sub.scheduled_start == timedelta(hours=2)
+        assert sub.booking_window.endswith(("am", "pm"))
         assert sub.scheduled_start.astimezone().utcoffset() is not None
         assert sub.terms_version_id is not None
         assert sub.is_first_time_client is True
@@ -276,7 +281,8 @@ def test_commercial_needs_a_company_name(client):
         (None, "Enter the date as YYYY-MM-DD"),
     ],
 )
-def test_booking_date_rules(client, offset, message):
+def test_booking_date_rules(client, app, offset, message):
+    preferences_only(app)  # the form's own windows: a date and a window
     wizard = Wizard(client)
     answers = person()
     wizard.open()
@@ -288,7 +294,8 @@ def test_booking_date_rules(client, offset, message):
     assert message in wizard.page
 
 
-def test_closed_weekday_is_refused(client):
+def test_closed_weekday_is_refused(client, app):
+    preferences_only(app)  # the form's own windows: a date and a window
     wizard = Wizard(client)
     answers = person()
     wizard.open()
@@ -301,7 +308,8 @@ def test_closed_weekday_is_refused(client):
     assert response.status_code == 400 and "closed on Sundays" in wizard.page
 
 
-def test_terms_and_time_window_are_required(client):
+def test_terms_and_time_window_are_required(client, app):
+    preferences_only(app)  # the form's own windows: a date and a window
     wizard = Wizard(client)
     answers = person()
     wizard.open()

@@ -275,6 +275,22 @@ class FormSettingsForm(FlaskForm):
         "Booking horizon (days ahead)",
         [InputRequired("Enter a number of days"), NumberRange(1, 90, "Use 1 to 90 days")],
     )
+    scheduling_mode = SelectField(
+        "Times offered",
+        choices=[
+            ("booked", "Book real windows from Housecall Pro"),
+            ("preferences", "Preferences only (we confirm by phone)"),
+        ],
+        validate_choice=True,
+    )
+    booking_days = IntegerField(
+        "Days of open times shown",
+        [InputRequired("Enter a number of days"), NumberRange(1, 60, "Use 1 to 60 days")],
+    )
+    lead_time_minutes = IntegerField(
+        "Lead time (minutes)",
+        [InputRequired("Enter a number of minutes"), NumberRange(0, 10_080, "Use 0 to 10080")],
+    )
     terms = TextAreaField("Terms text", [DataRequired("Enter the terms"), Length(max=10_000)])
     allowed_domains = TextAreaField("Allowed embedding domains")
     business_name = StringField("Business name", [Optional(), Length(max=200)])

@@ -27,8 +27,10 @@ from .forms import (
 
 SIMPLE_FIELDS = (
     "name", "published", "sync_enabled", "submissions_per_hour", "booking_horizon_days",
-    "business_name", "brand_color", "logo_url",
+    "business_name", "brand_color", "logo_url", "scheduling_mode", "booking_days",
+    "lead_time_minutes",
 )  # fmt: skip
+# Settings of a service type the page does not edit; a save keeps them (by the type's name).
 
 
 def _form_or_404(slug: str) -> Form:

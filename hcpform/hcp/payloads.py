@@ -20,6 +20,7 @@ PHONE_KEYS = ("mobile_number", "home_number", "work_number")
 UNIT_WORDS = frozenset({"apt", "unit", "ste", "no"})
 
 URGENCY_LABELS = {"emergency": "Emergency", "soon": "Soon", "flexible": "Flexible"}
+PREFERRED_TIME_TAG = "Preferred time"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class ServiceRequest:
     landing_url: str | None
     referrer: str | None
     typed_differences: str | None
+    # "booked": a window HCP had open (a scheduled job); "preference": a time the office
+    # confirms by phone (an unscheduled job, the preference in its notes).
+    schedule_kind: str = "booked"
 
     @classmethod
     def of(cls, source: Any) -> ServiceRequest:
@@ -161,7 +165,11 @@ def job_notes(sub: ServiceRequest, *, window_label: str, time_zone: str) -> str:
     ]
     lines.append(f"Customer: {kind}, {first}" + (f", company {sub.company}" if sub.company else ""))
     if sub.booking_date:
-        lines.append(f"Preferred: {sub.booking_date:%a %b %-d, %Y}, {window_label} ({time_zone})")
+        when = f"{sub.booking_date:%a %b %-d, %Y}, {window_label} ({time_zone})"
+        if _booked(sub):
+            lines.append(f"Booked online: {when}")
+        else:
+            lines.append(f"Preferred: {when} – needs scheduling, confirm by phone")
     if sub.typed_differences:  # set by the sync when a returning customer typed other details
         lines.append(sub.typed_differences)
     attribution = attribution_text(sub)
@@ -199,14 +207,20 @@ def job_body(
     time_zone: str,
     employee_ids: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Return a JobCreate body: the schedule with the company's UTC offset, notes and tags."""
+    """Return a JobCreate body: notes, tags, and the schedule with the company's UTC offset.
+
+    Only a booked window is scheduled; a preferred time leaves the job unscheduled ("needs
+    scheduling" in HCP) with the preference in its notes and the `Preferred time` tag.
+    """
     body: dict[str, Any] = {
         "customer_id": customer_id,
         "address_id": address_id,
         "notes": job_notes(sub, window_label=window_label, time_zone=time_zone),
         "tags": job_tags(sub, tags),
     }
-    if sub.scheduled_start and sub.scheduled_end:
+    if not _booked(sub) and (sub.booking_date or sub.scheduled_start):
+        body["tags"] = _unique([*body["tags"], PREFERRED_TIME_TAG])
+    if _booked(sub) and sub.scheduled_start and sub.scheduled_end:
         from zoneinfo import ZoneInfo
 
         tz = ZoneInfo(time_zone)
@@ -223,6 +237,11 @@ def job_body(
     if employee_ids:
         body["assigned_employee_ids"] = employee_ids
     return body
+
+
+def _booked(sub: ServiceRequest) -> bool:
+    """Return True when the request's time is a booked window (not a preference)."""
+    return sub.schedule_kind == "booked"
 
 
 def phone_e164(value: str | None) -> str:

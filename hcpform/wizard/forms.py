@@ -22,6 +22,7 @@ from wtforms import (
 from wtforms.validators import ValidationError
 
 from .. import formdefs, validation
+from ..availability import BOOKED, PREFERENCE, Availability
 from ..formdefs import choices_for
 from ..models import Form
 from .csrf import DraftCSRF
@@ -38,6 +39,9 @@ HONEYPOT = "fax_number"  # a plausible name; people never see it, bots fill it
 ADDRESS_CHOICE = "address_choice"  # "zip" (take the ZIP's city and state) or "typed" (keep)
 ADDRESS_CHECKED = "address_checked"  # the address the choice was offered for (see signature)
 ADDRESS_CONFIRMED = "_address_confirmed"  # on the draft: the mismatched address they kept
+# On the schedule step, when HCP has open windows: one radio group of them, grouped by day.
+SLOT_FIELD = "booking_slot"
+SLOT_TAKEN = "That time is no longer open. Choose one of the times shown."
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class WizardForm(FlaskForm):
     # (city, state, zip) field names when this step holds an address; zip may be None.
     address_fields: tuple[str, str, str | None] | None = None
     state_choices: frozenset[str] = frozenset()
+    # "booked" or "preference" on the step that picks the time, else None.
+    schedule_kind: str | None = None
 
     def __init__(self, *args: Any, known: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -91,6 +97,8 @@ class WizardForm(FlaskForm):
         valid: bool = super().validate(extra_validators)
         if valid and self.address_fields:
             valid = self._check_address()
+        if valid and self.schedule_kind:
+            self.cleaned["_schedule_kind"] = self.schedule_kind
         return valid
 
     def _check_address(self) -> bool:
@@ -229,6 +237,27 @@ _FIELD_CLASSES = {
 }
 
 
+def _slot_validator(
+    slots: Availability, date_name: str, time_name: str
+) -> Callable[[WizardForm, Field], None]:
+    """Return a validator that takes one of HCP's open windows and stores its day and label."""
+    labels = {wid: (day, label) for day in slots.days for wid, label in day.windows}
+
+    def check(wtform: WizardForm, wtfield: Field) -> None:
+        value = str(wtfield.data or "")
+        if not value.strip():
+            raise ValidationError("Choose a time")
+        if value not in labels:  # taken since the page was shown, or never offered
+            raise ValidationError(SLOT_TAKEN)
+        day, label = labels[value]
+        wtform.cleaned[date_name] = day.day.isoformat()
+        wtform.cleaned[time_name] = value
+        wtform.cleaned["_window_label"] = label
+        wtform.cleaned["_window_when"] = f"{day.heading}, {label}"
+
+    return check
+
+
 def build_step_form(
     form: Form,
     step: dict[str, Any],
@@ -239,14 +268,29 @@ def build_step_form(
     data: dict[str, Any] | None = None,
     first_step: bool = False,
     known: dict[str, Any] | None = None,
+    slots: Availability | None = None,
 ) -> WizardForm:
     """Return a WTForms form for one step of a form, bound to a draft for CSRF.
 
     `known` is the draft's answers so far (the ZIP an address step checks against, and an
-    address the person already chose to keep).
+    address the person already chose to keep). `slots` is what the step that picks the time
+    offers: HCP's open windows replace its date and window fields with one choice of them.
     """
     attrs: dict[str, Any] = {}
+    date_name, time_name = formdefs.booking_fields(step)
+    booked = bool(slots and slots.kind == BOOKED and date_name and time_name)
+    if date_name and time_name:
+        attrs["schedule_kind"] = BOOKED if booked else PREFERENCE
+    if booked and slots is not None and date_name and time_name:
+        attrs[SLOT_FIELD] = RadioField(
+            "Choose a time",
+            choices=[(wid, label) for day in slots.days for wid, label in day.windows],
+            validate_choice=False,
+            validators=[_slot_validator(slots, date_name, time_name)],
+        )
     for field in step["fields"]:
+        if booked and field["name"] in (date_name, time_name):
+            continue
         cls = _FIELD_CLASSES.get(field["type"], StringField)
         kwargs: dict[str, Any] = {
             "label": field["label"],

@@ -21,7 +21,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from .. import formdefs, jobs, ratelimits, submissions, validation
+from .. import availability, formdefs, jobs, ratelimits, submissions, validation
 from ..extensions import db
 from ..formdefs import choices_for
 from ..models import Draft, Form
@@ -34,6 +34,7 @@ from .forms import (
     ATTRIBUTION_FIELDS,
     HONEYPOT,
     PREFILL_FIELDS,
+    SLOT_FIELD,
     WizardForm,
     build_step_form,
     date_bounds,
@@ -45,6 +46,7 @@ COOKIE = "hcpform_draft"
 # A draft token is what submissions.new_token makes: URL-safe base64, nothing else.
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$", re.ASCII)
 NOT_PAGES = {"theme"}  # GETs that are no page view (the stylesheet every page loads)
+TAKEN = "That time was just taken; here are the times still open."
 
 
 @bp.before_request
@@ -192,8 +194,34 @@ def step(slug: str, step: str) -> ResponseReturnValue:
     return save_step(form, draft, step, now=now)
 
 
+def slots_for(
+    form: Form, draft: Draft | None, slug: str, *, now: datetime
+) -> availability.Availability | None:
+    """Return what the step that picks the time offers (None on every other step)."""
+    date_name, time_name = formdefs.booking_fields(formdefs.get_step(form.definition, slug))
+    if not (date_name and time_name):
+        return None
+    return availability.open_windows(form, service_type_of(form, draft), now=now)
+
+
+def service_type_of(form: Form, draft: Draft | None) -> str:
+    """Return the service type the draft chose (the answer mapped to booking_type)."""
+    name = next(
+        (f["name"] for _, f in formdefs.iter_fields(form.definition)
+         if f.get("hcp_key") == "booking_type"),
+        "booking_type",
+    )  # fmt: skip
+    return str(((draft.answers or {}) if draft else {}).get(name) or "")
+
+
 def step_form(
-    form: Form, draft: Draft | None, slug: str, *, now: datetime, formdata: Any = None
+    form: Form,
+    draft: Draft | None,
+    slug: str,
+    *,
+    now: datetime,
+    formdata: Any = None,
+    slots: availability.Availability | None = None,
 ) -> WizardForm:
     """Build the form of a step, filled from the draft when nothing was posted."""
     definition_step = formdefs.get_step(form.definition, slug)
@@ -202,6 +230,9 @@ def step_form(
     data = dict(answers.get("_prefill") or {}) | {
         k: v for k, v in answers.items() if not k.startswith("_")
     }
+    _, time_name = formdefs.booking_fields(definition_step)
+    if time_name and answers.get("_schedule_kind") == availability.BOOKED:
+        data[SLOT_FIELD] = answers.get(time_name)
     if draft is not None and (draft.lookup or {}).get("matched"):
         data.setdefault("isFirstTimeClient", "false")  # recognised by phone: a returning client
     if draft is None:  # first page: attribution and allowed prefills ride along hidden
@@ -217,6 +248,7 @@ def step_form(
         data=data,
         first_step=draft is None,
         known=answers,
+        slots=slots,
     )
 
 
@@ -240,10 +272,13 @@ def show_step(
     now: datetime,
     wtform: WizardForm | None = None,
     status: int = 200,
+    slots: availability.Availability | None = None,
 ) -> Response:
     """Render a step page."""
     slugs = formdefs.step_slugs(form.definition)
-    wtform = wtform or step_form(form, draft, slug, now=now)
+    if wtform is None:
+        slots = slots_for(form, draft, slug, now=now)
+        wtform = step_form(form, draft, slug, now=now, slots=slots)
     prev = steps.prev_slug(slugs, slug)
     answers = draft.answers if draft else {}
     return render_page(
@@ -261,15 +296,35 @@ def show_step(
         emergency=answers.get("urgency") == "emergency" and slug != "service",
         expired=bool(request.args.get("expired")),
         lookup=(draft.lookup or {}) if draft else {},
+        slots=slots,
+        days_shown=days_shown(slots, wtform),
+        taken=bool(request.args.get("taken")),
     )
+
+
+DAYS_PARAM = re.compile(r"[0-9]{1,3}", re.ASCII)
+
+
+def days_shown(slots: availability.Availability | None, wtform: WizardForm) -> int:
+    """Return how many days of windows to show before "Show more days" (?days= asks for more)."""
+    if slots is None or slots.kind != availability.BOOKED:
+        return 0
+    asked = request.args.get("days", "")
+    wanted = int(asked) if DAYS_PARAM.fullmatch(asked) else availability.FIRST_DAYS_SHOWN
+    chosen = str(wtform[SLOT_FIELD].data or "") if SLOT_FIELD in wtform else ""
+    for i, day in enumerate(slots.days):  # the day of the chosen window is always shown
+        if chosen in {wid for wid, _ in day.windows}:
+            wanted = max(wanted, i + 1)
+    return max(1, min(wanted, len(slots.days)))
 
 
 def save_step(form: Form, draft: Draft | None, slug: str, *, now: datetime) -> ResponseReturnValue:
     """Validate a posted step; on success store it and go to the next page."""
     slugs = formdefs.step_slugs(form.definition)
-    wtform = step_form(form, draft, slug, now=now, formdata=request.form)
+    slots = slots_for(form, draft, slug, now=now)
+    wtform = step_form(form, draft, slug, now=now, formdata=request.form, slots=slots)
     if not wtform.validate():
-        return show_step(form, draft, slug, now=now, wtform=wtform, status=400)
+        return show_step(form, draft, slug, now=now, wtform=wtform, status=400, slots=slots)
     answers = dict(wtform.cleaned)
     if wtform[HONEYPOT].data:
         answers["_honeypot"] = "1"
@@ -341,15 +396,35 @@ def review(slug: str) -> ResponseReturnValue:
         back_url=step_url(form, slugs[-1], draft),
         action=step_url(form, steps.REVIEW, draft),
         honeypot=HONEYPOT,
+        schedule_kind=(draft.answers or {}).get("_schedule_kind"),
     )
 
 
 @limit_submissions  # per form and per IP, counted only here (wizard/limits.py)
 def submit(form: Form, draft: Draft, *, now: datetime) -> ResponseReturnValue:
-    """Commit the submission first, then enqueue its sync; a queue outage only delays it."""
+    """Commit the submission first, then enqueue its sync; a queue outage only delays it.
+
+    A booked window is checked with HCP again under its lock, and the submission is committed
+    inside it: the second of two people racing for the last window is sent back to step 6.
+    """
     honeypot = request.form.get(HONEYPOT, "") or draft.answers.get("_honeypot", "")
-    submission = submissions.submit(draft, form, now=now, honeypot=honeypot)
-    db.session.commit()
+    window = booked_window(form, draft)
+    if window is None or submissions.existing_submission(draft) is not None:
+        submission = submissions.submit(draft, form, now=now, honeypot=honeypot)
+        db.session.commit()
+    else:
+        with availability.window_lock(window) as locked:
+            still = (
+                availability.still_open(form, service_type_of(form, draft), window, now=now)
+                if locked
+                else None
+            )
+            if still is False:
+                return window_taken(form, draft, now=now)
+            if still is None:  # HCP can't say: keep the request, as a time to confirm by phone
+                submissions.as_preference(draft)
+            submission = submissions.submit(draft, form, now=now, honeypot=honeypot)
+            db.session.commit()
     if submission.status == "pending" and submission.enqueued_at is None:
         if jobs.enqueue_sync(submission.id):
             submission.enqueued_at = utcnow()
@@ -359,14 +434,47 @@ def submit(form: Form, draft: Draft, *, now: datetime) -> ResponseReturnValue:
     return with_cookie(response, form, draft)
 
 
+def booked_window(form: Form, draft: Draft) -> availability.Window | None:
+    """Return the HCP window the draft booked, or None when its time is a preference."""
+    answers = draft.answers or {}
+    if answers.get("_schedule_kind") != availability.BOOKED:
+        return None
+    for step_def in form.definition["steps"]:
+        _, time_name = formdefs.booking_fields(step_def)
+        if time_name:
+            return availability.parse_window_id(str(answers.get(time_name) or ""))
+    return None
+
+
+def window_taken(form: Form, draft: Draft, *, now: datetime) -> ResponseReturnValue:
+    """Send the person back to the step that picks the time, keeping every other answer."""
+    slug = next(
+        (s["slug"] for s in form.definition["steps"] if all(formdefs.booking_fields(s))), None
+    )
+    availability.forget_cached(form, service_type_of(form, draft), now=now)
+    submissions.forget_window(draft, form, slug or "", now=now)
+    db.session.commit()
+    logger.info("📅 The chosen window was taken before submit; back to the schedule step")
+    if slug is None:
+        return redirect(step_url(form, steps.REVIEW, draft))
+    return redirect(step_url(form, slug, draft, taken=1))
+
+
 def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
     """Return each step's answers as label/value rows for the review page."""
     rows = []
     answers = draft.answers or {}
+    booked = answers.get("_schedule_kind") == availability.BOOKED
     for step_def in form.definition["steps"]:
         items = []
+        date_name, time_name = formdefs.booking_fields(step_def)
         for field in step_def["fields"]:
             value = answers.get(field["name"], "")
+            if booked and field["name"] == date_name:
+                continue  # the window's row says the day too
+            if booked and field["name"] == time_name:
+                items.append({"label": "Appointment", "value": answers.get("_window_when", "")})
+                continue
             if field["type"] in ("select", "radio"):
                 value = dict(choices_for(field, form)).get(str(value), value)
             elif field["type"] == "tel" and value:
@@ -395,7 +503,13 @@ def done(slug: str) -> ResponseReturnValue:
     submission = submissions.existing_submission(draft) if draft else None
     if submission is None:
         return redirect(url_for(".start", slug=form.slug))
-    return render_page("wizard/done.html", form, draft, submission=submission)
+    return render_page(
+        "wizard/done.html",
+        form,
+        draft,
+        submission=submission,
+        when=(draft.answers or {}).get("_window_when", "") if draft else "",
+    )
 
 
 @bp.route("/<slug>/out-of-area", methods=["GET", "POST"])

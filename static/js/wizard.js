@@ -45,6 +45,20 @@
     });
   });
 
+  // "Show more days" reveals the next three days in place (without JS it reloads with them).
+  var more = document.querySelector("[data-show-more]");
+  if (more) {
+    more.addEventListener("click", function (event) {
+      var hidden = document.querySelectorAll("[data-slot-day][hidden]");
+      if (!hidden.length) { return; }
+      event.preventDefault();
+      for (var i = 0; i < 3 && i < hidden.length; i++) { hidden[i].hidden = false; }
+      var first = hidden[0].querySelector("input");
+      if (first) { first.focus(); }
+      if (hidden.length <= 3) { more.parentNode.hidden = true; }
+    });
+  }
+
   Array.prototype.forEach.call(document.querySelectorAll("form"), function (form) {
     form.addEventListener("submit", function () {
       var button = form.querySelector("[data-prevent-double-click]");

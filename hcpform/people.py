@@ -28,7 +28,7 @@ from flask import current_app
 from . import ratelimits
 from .connection import connection_row, key_source, make_client
 from .extensions import get_redis
-from .hcp import payloads
+from .hcp import matching
 from .hcp.client import HcpError, HousecallProClient
 from .timeutil import utcnow
 from .validation import phone_digits, phone_key
@@ -160,10 +160,10 @@ def _shared_search(
 ) -> dict[str, Any] | None:
     """Return the sync's customer search done now: phone answer given, email searched if needed.
 
-    The same rules as the sync's own search (payloads.customer_matches): a match by phone ends
+    The same rules as the sync's own search (matching.customer_matches): a match by phone ends
     it; else the email is searched too (HCP's `q` has no OR). None when the email search failed.
     """
-    email = payloads.normalise_email(email or "")
+    email = matching.normalise_email(email or "")
     match: dict[str, Any] | None = None
     rule: str | None = None
     candidate: str | None = None
@@ -171,13 +171,13 @@ def _shared_search(
     pages = [by_phone]
     for index in range(2):
         for customer in pages[index].get("customers", []):
-            rule = payloads.customer_matches(
+            rule = matching.customer_matches(
                 customer, phone=phone, email=email, last_name=last_name
             )
             if rule:
                 match = customer
                 break
-            if candidate is None and payloads.shares_contact(customer, phone=phone, email=email):
+            if candidate is None and matching.shares_contact(customer, phone=phone, email=email):
                 candidate = customer.get("id")
         if match is not None or index == 1 or not email:
             break
@@ -191,7 +191,7 @@ def _shared_search(
         "at": utcnow().isoformat(),
         "phone": phone,
         "email": email,
-        "last_name": payloads.normalise_name(last_name),
+        "last_name": matching.normalise_name(last_name),
         "searched": searched,
         "customer": _keep(match) if match is not None else None,
         "rule": rule if match is not None else None,
@@ -218,11 +218,11 @@ def shared_answer(
         timedelta(0) <= now - at <= timedelta(seconds=SHARED_ANSWER_SECONDS)
     ):
         return None
-    email = payloads.normalise_email(email or "")
+    email = matching.normalise_email(email or "")
     if (
         answer.get("phone") != phone
         or answer.get("email") != email
-        or answer.get("last_name") != payloads.normalise_name(last_name)
+        or answer.get("last_name") != matching.normalise_name(last_name)
     ):
         return None
     if answer.get("customer") is None and email and "email" not in (answer.get("searched") or []):

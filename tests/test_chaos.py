@@ -18,7 +18,7 @@ import requests
 from sqlalchemy import func, select
 
 from hcpform.extensions import db
-from hcpform.hcp.payloads import normalise_street
+from hcpform.hcp.matching import normalise_street
 from hcpform.models import HcpCall, Status, Submission, SyncAttempt
 from hcpform.validation import phone_digits
 from tests.conftest import kill_tree

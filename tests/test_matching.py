@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from hcpform.extensions import db
-from hcpform.hcp import payloads
+from hcpform.hcp import matching
+from hcpform.hcp.types import ServiceRequest
 from hcpform.jobs import sync_submission
 from hcpform.models import Submission
 from tests.admin_helpers import text
@@ -235,7 +236,7 @@ def test_an_address_with_a_unit_is_not_the_one_without(app_ctx, sandbox):
 
 
 def test_find_address_compares_the_unit(app_ctx):
-    sub = payloads.ServiceRequest.of(make_submission(street_line_2="#2B"))
+    sub = ServiceRequest.of(make_submission(street_line_2="#2B"))
     same = {
         "id": "adr_1",
         "street": "1234 N. Clark Street",
@@ -243,8 +244,8 @@ def test_find_address_compares_the_unit(app_ctx):
         **{k: v for k, v in CHICAGO.items() if k != "street"},
     }
     other = {**same, "id": "adr_2", "street_line_2": "Apt 2C"}
-    assert payloads.find_address([other, same], sub)["id"] == "adr_1"
-    assert payloads.find_address([other], sub) is None
+    assert matching.find_address([other, same], sub)["id"] == "adr_1"
+    assert matching.find_address([other], sub) is None
 
 
 # --------------------------------------------------------------------------- international
@@ -287,21 +288,21 @@ def test_us_numbers_are_searched_by_their_ten_digits_as_before(app_ctx, sandbox)
 )
 def test_phones_compare_as_e164(stored, typed, matches):
     customer = {"id": "cus_1", "mobile_number": stored, "last_name": "Doe"}
-    rule = payloads.customer_matches(customer, phone=typed, email="")
+    rule = matching.customer_matches(customer, phone=typed, email="")
     assert (rule == "phone") is matches
 
 
 def test_names_compare_without_case_accents_or_spaces():
     customer = {"last_name": " Le Blanc-Müller ", "email": "a@example.com"}
-    rule = payloads.customer_matches(
+    rule = matching.customer_matches(
         customer, phone="", email="A@example.com", last_name="leblanc-muller"
     )
     assert rule == "email"
     assert (
-        payloads.customer_matches(customer, phone="", email="a@example.com", last_name="") is None
+        matching.customer_matches(customer, phone="", email="a@example.com", last_name="") is None
     )
     assert (
-        payloads.customer_matches(
+        matching.customer_matches(
             {"last_name": "", "email": "a@example.com"},
             phone="",
             email="a@example.com",

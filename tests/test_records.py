@@ -28,7 +28,15 @@ pytest_plugins = ["tests.admin_fixtures"]
 pytestmark = pytest.mark.both_dbs
 
 # Reference data the client caches (Redis) and shares between submissions: not per-person cost.
-REFERENCE_PATHS = ("/job_fields/job_types", "/lead_sources", "/company", "/employees")
+# Shared by every visitor and cached, not calls about one person: the reference lists, and the
+# calendar's open windows (step 6 and its re-check at submit; cached 60 s per service).
+REFERENCE_PATHS = (
+    "/job_fields/job_types",
+    "/lead_sources",
+    "/company",
+    "/employees",
+    "/company/schedule_availability/booking_windows",
+)
 
 
 def creates(kind: str, *names: str) -> None:
@@ -228,7 +236,7 @@ def walk_and_sync(app: Any, client: Any, answers: dict[str, Any] | None = None) 
 
 def test_a_new_customer_costs_at_most_four_hcp_calls(app, client, sandbox):
     # Counted: every call to HCP from the wizard's lookup and the sync, except the cached
-    # reference lists (job types, lead sources, company, employees).
+    # reference lists and the calendar's open windows (REFERENCE_PATHS).
     sub = walk_and_sync(app, client)
     calls = hcp_calls(sandbox)
     assert calls == ["GET /customers", "GET /customers", "POST /customers", "POST /jobs"]

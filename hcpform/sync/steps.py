@@ -20,9 +20,10 @@ from redis.exceptions import LockError
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
-from ..hcp import payloads
+from ..hcp import matching, payloads
 from ..hcp.client import HousecallProClient
 from ..hcp.errors import HcpTransientError
+from ..hcp.types import ServiceRequest
 from ..models import Draft, HcpConnection, Submission
 from ..people import shared_answer
 from ..timeutil import utcnow
@@ -76,9 +77,9 @@ def person_lock(sub: Submission) -> Iterator[None]:
                 pass
 
 
-def _request(sub: Submission) -> payloads.ServiceRequest:
+def _request(sub: Submission) -> ServiceRequest:
     """Return the submission's values as the plain request the payload builders take."""
-    return payloads.ServiceRequest.of(sub)
+    return ServiceRequest.of(sub)
 
 
 def _mark_sent(sub: Submission, step: str) -> None:
@@ -106,15 +107,15 @@ def find_customer(
     if reused is not None:
         return reused
     candidate: str | None = None
-    for query in (payloads.phone_query(sub.phone), sub.email):
+    for query in (matching.phone_query(sub.phone), sub.email):
         if not query:
             continue
         result = client.search_customers(query, page_size=50)
         for customer in result.get("customers", []):
-            rule = payloads.submission_matches(customer, _request(sub))
+            rule = matching.submission_matches(customer, _request(sub))
             if rule:
                 return customer, rule, None
-            if candidate is None and payloads.possible_duplicate(customer, _request(sub)):
+            if candidate is None and matching.possible_duplicate(customer, _request(sub)):
                 candidate = customer.get("id")
     return None, None, candidate
 
@@ -142,7 +143,7 @@ def _reuse_wizard_answer(
         return None
     customer = answer.get("customer")
     if isinstance(customer, dict) and customer.get("id"):
-        rule = payloads.submission_matches(customer, _request(sub))
+        rule = matching.submission_matches(customer, _request(sub))
         if not rule:
             return None
         logger.info("🏠 Customer lookup result: the wizard's answer of %s reused", answer["at"])
@@ -181,8 +182,8 @@ def ensure_customer(
         sub.hcp_customer_id = customer["id"]
         # HCP's record is the office's: what the person typed otherwise goes in the job's notes
         # (payloads.job_notes reads it), never into a PUT of the customer.
-        differences = {} if ours else payloads.typed_differences(customer, _request(sub))
-        sub.typed_differences = payloads.differences_note(differences)
+        differences = {} if ours else matching.typed_differences(customer, _request(sub))
+        sub.typed_differences = matching.differences_note(differences)
         logger.info(
             "🏠 Customer lookup result: %s matched by %s%s",
             customer["id"],
@@ -207,7 +208,7 @@ def ensure_customer(
     )
     sub.hcp_customer_id = created["id"]
     sub.customer_matched_by = "created"
-    address = payloads.find_address(created.get("addresses") or [], _request(sub))
+    address = matching.find_address(created.get("addresses") or [], _request(sub))
     if address is not None:
         sub.hcp_address_id = address["id"]
         sub.address_reused = False
@@ -227,7 +228,7 @@ def ensure_address(
     addresses = (customer or {}).get("addresses")
     if addresses is None or "address" in sub.creates_sent:
         addresses = client.list_customer_addresses(customer_id)
-    match = payloads.find_address(addresses, _request(sub))
+    match = matching.find_address(addresses, _request(sub))
     if match is not None:
         sub.hcp_address_id = match["id"]
         sub.address_reused = "address" not in sub.creates_sent

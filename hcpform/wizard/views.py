@@ -9,7 +9,6 @@ from typing import Any
 
 from flask import (
     abort,
-    current_app,
     g,
     make_response,
     redirect,
@@ -40,11 +39,10 @@ from .forms import (
     date_bounds,
 )
 from .limits import limit_submissions, refuse_over
+from .slots import booked_window, days_shown, service_type_of, slots_for
+from .tokens import current_token, given_token, is_embed, well_formed, with_cookie
 
 logger = logging.getLogger(__name__)
-COOKIE = "hcpform_draft"
-# A draft token is what submissions.new_token makes: URL-safe base64, nothing else.
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$", re.ASCII)
 NOT_PAGES = {"theme"}  # GETs that are no page view (the stylesheet every page loads)
 TAKEN = "That time was just taken; here are the times still open."
 
@@ -82,49 +80,6 @@ def load_form(slug: str) -> Form:
     if form is None or not form.published:
         abort(404)
     return form
-
-
-def is_embed() -> bool:
-    """Return True when serving the iframe variant."""
-    return request.blueprint == "embed"
-
-
-def well_formed(token: str | None) -> str | None:
-    """Return a draft token that has the shape of one, else None (it is looked up, nothing else)."""
-    return token if token and TOKEN_RE.match(token) else None
-
-
-def given_token(form: Form) -> str | None:
-    """Return the draft token from the URL, or on the hosted site from our first-party cookie."""
-    token = request.args.get("d")
-    if not token and not is_embed():
-        token = request.cookies.get(f"{COOKIE}_{form.id}")
-    return token
-
-
-def current_token(form: Form) -> str | None:
-    """Return the draft token the request carries, when it is well formed."""
-    return well_formed(given_token(form))
-
-
-def with_cookie(response: Response, form: Form, draft: Draft | None) -> Response:
-    """Remember the draft on the hosted site so coming back later resumes it (never in iframes)."""
-    if is_embed():
-        return response
-    name = f"{COOKIE}_{form.id}"
-    if draft is None or draft.submitted_at:
-        response.delete_cookie(name, path=f"/f/{form.slug}/")
-    else:
-        response.set_cookie(
-            name,
-            draft.token,
-            max_age=int(current_app.config["DRAFT_TTL_DAYS"]) * 86400,
-            path=f"/f/{form.slug}/",
-            httponly=True,
-            samesite="Lax",
-            secure=current_app.config["SESSION_COOKIE_SECURE"],
-        )
-    return response
 
 
 def step_url(form: Form, slug: str, draft: Draft | None, **extra: Any) -> str:
@@ -192,26 +147,6 @@ def step(slug: str, step: str) -> ResponseReturnValue:
     if request.method == "GET":
         return show_step(form, draft, step, now=now)
     return save_step(form, draft, step, now=now)
-
-
-def slots_for(
-    form: Form, draft: Draft | None, slug: str, *, now: datetime
-) -> availability.Availability | None:
-    """Return what the step that picks the time offers (None on every other step)."""
-    date_name, time_name = formdefs.booking_fields(formdefs.get_step(form.definition, slug))
-    if not (date_name and time_name):
-        return None
-    return availability.open_windows(form, service_type_of(form, draft), now=now)
-
-
-def service_type_of(form: Form, draft: Draft | None) -> str:
-    """Return the service type the draft chose (the answer mapped to booking_type)."""
-    name = next(
-        (f["name"] for _, f in formdefs.iter_fields(form.definition)
-         if f.get("hcp_key") == "booking_type"),
-        "booking_type",
-    )  # fmt: skip
-    return str(((draft.answers or {}) if draft else {}).get(name) or "")
 
 
 def step_form(
@@ -300,22 +235,6 @@ def show_step(
         days_shown=days_shown(slots, wtform),
         taken=bool(request.args.get("taken")),
     )
-
-
-DAYS_PARAM = re.compile(r"[0-9]{1,3}", re.ASCII)
-
-
-def days_shown(slots: availability.Availability | None, wtform: WizardForm) -> int:
-    """Return how many days of windows to show before "Show more days" (?days= asks for more)."""
-    if slots is None or slots.kind != availability.BOOKED:
-        return 0
-    asked = request.args.get("days", "")
-    wanted = int(asked) if DAYS_PARAM.fullmatch(asked) else availability.FIRST_DAYS_SHOWN
-    chosen = str(wtform[SLOT_FIELD].data or "") if SLOT_FIELD in wtform else ""
-    for i, day in enumerate(slots.days):  # the day of the chosen window is always shown
-        if chosen in {wid for wid, _ in day.windows}:
-            wanted = max(wanted, i + 1)
-    return max(1, min(wanted, len(slots.days)))
 
 
 def save_step(form: Form, draft: Draft | None, slug: str, *, now: datetime) -> ResponseReturnValue:
@@ -432,18 +351,6 @@ def submit(form: Form, draft: Draft, *, now: datetime) -> ResponseReturnValue:
     logger.info("Submission %s saved (%s)", submission.reference, submission.status)
     response = redirect(url_for(".done", slug=form.slug, d=draft.token))
     return with_cookie(response, form, draft)
-
-
-def booked_window(form: Form, draft: Draft) -> availability.Window | None:
-    """Return the HCP window the draft booked, or None when its time is a preference."""
-    answers = draft.answers or {}
-    if answers.get("_schedule_kind") != availability.BOOKED:
-        return None
-    for step_def in form.definition["steps"]:
-        _, time_name = formdefs.booking_fields(step_def)
-        if time_name:
-            return availability.parse_window_id(str(answers.get(time_name) or ""))
-    return None
 
 
 def window_taken(form: Form, draft: Draft, *, now: datetime) -> ResponseReturnValue:

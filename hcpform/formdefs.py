@@ -75,8 +75,8 @@ TEMPLATE_TIME_WINDOWS = (
 
 TEMPLATE_TERMS = (
     "By sending this request you agree that we may contact you by phone, text or email about "
-    "it, and that the date and time you choose are a preference: we will confirm the visit "
-    "with you. A service fee may apply; we tell you before any work starts."
+    "it. We may need to move the visit if something urgent comes up; we will tell you first. "
+    "A service fee may apply; we tell you before any work starts."
 )
 
 _TEMPLATE_STEPS: list[dict[str, Any]] = [

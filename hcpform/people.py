@@ -31,7 +31,6 @@ from .extensions import get_redis
 from .hcp import matching
 from .hcp.client import HcpError, HousecallProClient
 from .timeutil import utcnow
-from .validation import phone_digits, phone_key
 
 logger = logging.getLogger(__name__)
 CACHE_SECONDS = 600
@@ -72,13 +71,8 @@ def house_number_hint(customer: dict[str, Any]) -> str:
 
 def is_their_number(customer: dict[str, Any], phone: str, last_name: str) -> bool:
     """Return True when their mobile is this E.164 number (home or work only with the name)."""
-    if phone_key(customer.get("mobile_number")) == phone:
-        return True
-    same_name = bool(last_name) and (customer.get("last_name") or "").strip().casefold() == (
-        last_name.strip().casefold()
-    )
-    return same_name and any(
-        phone_key(customer.get(key)) == phone for key in ("home_number", "work_number")
+    return matching.customer_matches(customer, phone=phone, email=None, last_name=last_name) == (
+        "phone"
     )
 
 
@@ -111,7 +105,7 @@ def lookup_customer(phone: str, *, ip: str, last_name: str = "", email: str = ""
             # The lookup shares the HCP rate limit with the workers, but a homeowner never
             # waits for it: no free slot now means no hint, not a blocked web process.
             client.rate_limiter.max_wait = LIMITER_WAIT_SECONDS
-        found = client.search_customers(phone_digits(phone), page_size=25)
+        found = client.search_customers(matching.phone_query(phone), page_size=25)
     except HcpError as exc:
         logger.info("🏠 Customer lookup result: unavailable (%s)", exc.status or "no answer")
         return result

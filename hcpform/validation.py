@@ -22,6 +22,8 @@ import phonenumbers
 import zipcodes
 from email_validator import validate_email
 
+from .hcp.matching import display_phone
+
 T = TypeVar("T")  # what a contained call returns
 ZIP_RE = re.compile(r"^([0-9]{5})(?:-([0-9]{4}))?$", re.ASCII)
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", re.ASCII)
@@ -225,52 +227,9 @@ def parse_phone(value: object, region: str = "US") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def phone_key(value: object, region: str = "US") -> str:
-    """Return the E.164 form of a stored or typed number (ours or HCP's), or '' when it is none.
-
-    Compare two numbers with this, never with their national digits: +44 20 7946 0958 and
-    (207) 946-0958 share national digits but are different phones. HCP's plain digits are read
-    in `region`; 12+ digits that are no number there are read as international (442079460958).
-    """
-    text = code_text(value)
-    if not text:
-        return ""
-    try:
-        return parse_phone(text, region)
-    except Invalid:
-        pass
-    digits = re.sub(r"[^0-9]", "", text)
-    if not text.startswith("+") and len(digits) >= 11:
-        try:
-            return parse_phone("+" + digits, region)
-        except Invalid:
-            return ""
-    return ""
-
-
 def format_phone(e164: str) -> str:
     """Return a stored E.164 number the way people read it: (312) 555-0123 for US numbers."""
-    try:
-        number = _contained("", phonenumbers.parse, e164, "US")
-    except Invalid:
-        return e164
-    if number.country_code == 1:
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-
-
-def phone_digits(e164: str) -> str:
-    """Return the digits HCP stores for a number: national ones for +1, else country + national.
-
-    (312) 555-0123 → 3125550123; +44 20 7946 0958 → 442079460958, never 2079460958, which is a
-    US number in Maine. To compare two numbers use `phone_key`.
-    """
-    key = phone_key(e164)
-    if not key:
-        return re.sub(r"[^0-9]", "", code_text(e164))[-15:]
-    if key.startswith("+1"):
-        return key[2:]
-    return key[1:]
+    return display_phone(e164)
 
 
 # -- email -----------------------------------------------------------------------------------

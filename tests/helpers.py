@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 from zoneinfo import ZoneInfo
 
+import requests
+
 TOKEN_RE = re.compile(
     r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"'
 )
@@ -196,3 +198,21 @@ def set_form(app: Any, slug: str = "service-request", **values: Any) -> None:
 def preferences_only(app: Any, slug: str = "service-request") -> None:
     """Set a form to offer its own windows as preferred times (a date and a window, no HCP)."""
     set_form(app, slug, scheduling_mode="preferences")
+
+
+def seed_customer(sandbox: Any, **fields: Any) -> str:
+    """Create Jane Doe (or `fields` over her) directly in the sandbox; return the customer id."""
+    body = {
+        "first_name": "Jane", "last_name": "Doe", "email": "jane.doe@example.com",
+        "mobile_number": "3125550142",
+        "addresses": [{"street": "1234 N Clark St", "city": "Chicago", "state": "IL",
+                       "zip": "60614", "country": "US"}],
+    } | fields  # fmt: skip
+    response = requests.post(
+        f"{sandbox.url}/customers",
+        json=body,
+        headers={"Authorization": "Token sandbox-key"},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return str(response.json()["id"])

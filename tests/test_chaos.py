@@ -18,9 +18,8 @@ import requests
 from sqlalchemy import func, select
 
 from hcpform.extensions import db
-from hcpform.hcp.matching import normalise_street
+from hcpform.hcp.matching import normalise_street, phone_query
 from hcpform.models import HcpCall, Status, Submission, SyncAttempt
-from hcpform.validation import phone_digits
 from tests.conftest import kill_tree
 from tests.factories import make_submission
 
@@ -199,9 +198,9 @@ def test_chaos_every_submission_synced_exactly_once(app, sandbox, start_worker, 
 
     # Nothing doubled: N jobs; one customer per phone; one address per customer and street.
     assert len(jobs) == N
-    per_phone = Counter(phone_digits(c.get("mobile_number") or "") for c in customers)
+    per_phone = Counter(phone_query(c.get("mobile_number") or "") for c in customers)
     assert len(customers) == len(phones), {p: n for p, n in per_phone.items() if n > 1}
-    assert set(per_phone) == {phone_digits(p) for p in phones}
+    assert set(per_phone) == {phone_query(p) for p in phones}
     keys = Counter(
         (a["customer_id"], normalise_street(a.get("street") or ""), (a.get("zip") or "")[:5])
         for a in addresses
@@ -218,9 +217,9 @@ def test_chaos_every_submission_synced_exactly_once(app, sandbox, start_worker, 
     # And our rows point at those very records.
     job_ids = {j["id"] for j in jobs}
     assert {s.hcp_job_id for s in subs} == job_ids
-    customer_of = {c["id"]: phone_digits(c.get("mobile_number") or "") for c in customers}
+    customer_of = {c["id"]: phone_query(c.get("mobile_number") or "") for c in customers}
     for sub in subs:
-        assert customer_of[sub.hcp_customer_id] == phone_digits(sub.phone)
+        assert customer_of[sub.hcp_customer_id] == phone_query(sub.phone)
 
 
 def test_one_new_person_synced_twice_at_once_becomes_one_customer_and_address(app, sandbox):

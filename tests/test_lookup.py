@@ -7,23 +7,7 @@ from sqlalchemy import select
 
 from hcpform.extensions import db
 from hcpform.models import Draft
-from tests.helpers import Wizard, person
-
-
-def seed_customer(sandbox, **fields) -> None:
-    body = {
-        "first_name": "Jane", "last_name": "Doe", "email": "jane.doe@example.com",
-        "mobile_number": "3125550142",
-        "addresses": [{"street": "1234 N Clark St", "city": "Chicago", "state": "IL",
-                       "zip": "60614", "country": "US"}],
-    } | fields  # fmt: skip
-    response = requests.post(
-        f"{sandbox.url}/customers",
-        json=body,
-        headers={"Authorization": "Token sandbox-key"},
-        timeout=5,
-    )
-    response.raise_for_status()
+from tests.helpers import Wizard, person, seed_customer
 
 
 def phone_searches(sandbox) -> int:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from hcpform import validation
 from hcpform.extensions import db
+from hcpform.hcp import matching
 from hcpform.models import Draft
 from tests.helpers import Wizard, person, preferences_only
 
@@ -155,13 +156,13 @@ def test_phones_with_anything_but_ascii_digits_get_the_phone_message(client, pho
 def test_international_numbers_keep_their_country():
     uk, maine = validation.parse_phone("+44 20 7946 0958"), validation.parse_phone("(207) 946-0958")
     assert uk != maine
-    assert validation.phone_digits(uk) == "442079460958"
-    assert validation.phone_digits(maine) == "2079460958"
+    assert matching.phone_query(uk) == "442079460958"
+    assert matching.phone_query(maine) == "2079460958"
     # HCP's stored digits read back to the same number, and never to the other one.
-    assert validation.phone_key("442079460958") == uk
-    assert validation.phone_key("2079460958") == maine
-    assert validation.phone_key("+1 (207) 946-0958") == maine
-    assert validation.phone_key("not a phone") == ""
+    assert matching.phone_e164("442079460958") == uk
+    assert matching.phone_e164("2079460958") == maine
+    assert matching.phone_e164("+1 (207) 946-0958") == maine
+    assert matching.phone_e164("not a phone") == ""
 
 
 def booking_date(typed: str):

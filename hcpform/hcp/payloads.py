@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .matching import hcp_phone
 from .types import ServiceRequest
@@ -150,15 +151,13 @@ def job_body(
     }
     if not _booked(sub) and (sub.booking_date or sub.scheduled_start):
         body["tags"] = _unique([*body["tags"], PREFERRED_TIME_TAG])
-    if _booked(sub) and sub.scheduled_start and sub.scheduled_end:
-        from zoneinfo import ZoneInfo
-
-        tz = ZoneInfo(time_zone)
-        start, end = sub.scheduled_start.astimezone(tz), sub.scheduled_end.astimezone(tz)
+    window = booked_window(sub, time_zone)
+    if window:
+        start, end, minutes = window
         body["schedule"] = {
-            "scheduled_start": start.isoformat(),
-            "scheduled_end": end.isoformat(),
-            "arrival_window": int((end - start).total_seconds() // 60),
+            "scheduled_start": start,
+            "scheduled_end": end,
+            "arrival_window": minutes,
         }
     if job_type_id:
         body["job_fields"] = {"job_type_id": job_type_id}
@@ -172,6 +171,18 @@ def job_body(
 def _booked(sub: ServiceRequest) -> bool:
     """Return True when the request's time is a booked window (not a preference)."""
     return sub.schedule_kind == "booked"
+
+
+def booked_window(sub: ServiceRequest, time_zone: str) -> tuple[str, str, int] | None:
+    """Return a booked window's start and end (ISO, in the company's zone) and its minutes.
+
+    None for a preference: HCP gets no schedule then, only the preference in the notes.
+    """
+    if not (_booked(sub) and sub.scheduled_start and sub.scheduled_end):
+        return None
+    tz = ZoneInfo(time_zone)
+    start, end = sub.scheduled_start.astimezone(tz), sub.scheduled_end.astimezone(tz)
+    return start.isoformat(), end.isoformat(), int((end - start).total_seconds() // 60)
 
 
 def estimate_body(
@@ -195,15 +206,13 @@ def estimate_body(
         "note": job_notes(sub, window_label=window_label, time_zone=time_zone),
         "options": [{"name": "Option #1", "tags": job_tags(sub, tags)}],
     }
-    if sub.scheduled_start and sub.scheduled_end:
-        from zoneinfo import ZoneInfo
-
-        tz = ZoneInfo(time_zone)
-        start, end = sub.scheduled_start.astimezone(tz), sub.scheduled_end.astimezone(tz)
+    window = booked_window(sub, time_zone)
+    if window:
+        start, end, minutes = window
         body["schedule"] = {
-            "start_time": start.isoformat(),
-            "end_time": end.isoformat(),
-            "arrival_window_in_minutes": int((end - start).total_seconds() // 60),
+            "start_time": start,
+            "end_time": end,
+            "arrival_window_in_minutes": minutes,
         }
     if job_type_id:
         body["estimate_fields"] = {"job_type_id": job_type_id}

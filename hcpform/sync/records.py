@@ -41,10 +41,8 @@ def ensure_job(
                 sub.hcp_job_id = job["id"]
                 db.session.commit()
                 return
-    form = sub.form
-    window = next((w for w in form.time_windows if w["id"] == sub.booking_window), None)
-    customer_id, address_id = sub.hcp_customer_id, sub.hcp_address_id
-    assert customer_id is not None and address_id is not None, "run_steps stores them first"
+    customer_id, address_id = _customer_and_address(sub)
+    window_label, time_zone = _note_context(sub, conn)
     body = payloads.job_body(
         _request(sub),
         customer_id=customer_id,
@@ -52,8 +50,8 @@ def ensure_job(
         job_type_id=job_type_id,
         lead_source=lead_source,
         tags=list(conn.default_tags or []),
-        window_label=window["label"] if window else sub.booking_window,
-        time_zone=conn.time_zone or form.time_zone,
+        window_label=window_label,
+        time_zone=time_zone,
     )
     _mark_sent(sub, "job")
     created = client.create_job(body)
@@ -105,14 +103,18 @@ def ensure_record(
         ensure_job(client, sub, conn, job_type_id, lead_source)
 
 
-def _note_context(sub: Submission, conn: HcpConnection) -> dict[str, str]:
+def _customer_and_address(sub: Submission) -> tuple[str, str]:
+    """Return the HCP customer and address ids every record is made for (stored by then)."""
+    customer_id, address_id = sub.hcp_customer_id, sub.hcp_address_id
+    assert customer_id is not None and address_id is not None, "run_steps stores them first"
+    return customer_id, address_id
+
+
+def _note_context(sub: Submission, conn: HcpConnection) -> tuple[str, str]:
     """Return the booking window's label and the time zone that the record's note names."""
     form = sub.form
     window = next((w for w in form.time_windows if w["id"] == sub.booking_window), None)
-    return {
-        "window_label": window["label"] if window else sub.booking_window,
-        "time_zone": conn.time_zone or form.time_zone,
-    }
+    return window["label"] if window else sub.booking_window, conn.time_zone or form.time_zone
 
 
 def ensure_estimate(
@@ -129,8 +131,8 @@ def ensure_estimate(
     """
     if sub.hcp_estimate_id:
         return
-    customer_id, address_id = sub.hcp_customer_id, sub.hcp_address_id
-    assert customer_id is not None and address_id is not None, "run_steps stores them first"
+    customer_id, address_id = _customer_and_address(sub)
+    window_label, time_zone = _note_context(sub, conn)
     if "estimate" in sub.creates_sent:
         for estimate in client.list_estimates(customer_id=customer_id):
             if payloads.estimate_has_marker(estimate, sub.reference):
@@ -144,7 +146,8 @@ def ensure_estimate(
         job_type_id=job_type_id,
         lead_source=lead_source,
         tags=list(conn.default_tags or []),
-        **_note_context(sub, conn),
+        window_label=window_label,
+        time_zone=time_zone,
     )
     _mark_sent(sub, "estimate")
     created = client.create_estimate(body)
@@ -172,8 +175,8 @@ def ensure_lead(
     """
     if sub.hcp_lead_id:
         return
-    customer_id, address_id = sub.hcp_customer_id, sub.hcp_address_id
-    assert customer_id is not None and address_id is not None, "run_steps stores them first"
+    customer_id, address_id = _customer_and_address(sub)
+    window_label, time_zone = _note_context(sub, conn)
     tags = payloads.job_tags(_request(sub), list(conn.default_tags or []))
     if "lead" in sub.creates_sent:
         since = _lead_sent_since(sub) - CLOCK_ALLOWANCE
@@ -203,7 +206,8 @@ def ensure_lead(
         address_id=address_id,
         lead_source=lead_source,
         tags=list(conn.default_tags or []),
-        **_note_context(sub, conn),
+        window_label=window_label,
+        time_zone=time_zone,
     )
     _mark_sent(sub, "lead")
     created = client.create_lead(body)

@@ -46,10 +46,9 @@ def person_lock(sub: Submission) -> Iterator[None]:
         HcpTransientError: when another run holds it too long (the sync is retried later).
     """
     from ..extensions import get_redis
-    from ..validation import phone_digits
 
     secret = str(current_app.config["SECRET_KEY"]).encode()
-    values = {phone_digits(sub.phone), (sub.email or "").strip().lower()} - {""}
+    values = {matching.phone_e164(sub.phone), (sub.email or "").strip().lower()} - {""}
     names = sorted(
         "hcpform:person-lock:" + hmac.new(secret, v.encode(), hashlib.sha256).hexdigest()[:32]
         for v in values

@@ -599,3 +599,17 @@ def choose_db_url(kind: str, procs: Any) -> tuple[str, str | None]:
         print(f"PostgreSQL skipped: {why}; using SQLite")
         return sqlite_url(procs), why
     return sqlite_url(procs), None
+
+
+def start_services(
+    procs: Procs, *, db: str, latency_ms: int, out: dict[str, Any]
+) -> tuple[str, str, str]:
+    """Start the database (noting a fallback in `out`), redis-server and the sandbox.
+
+    Returns:
+        The database URL, the Redis URL and the sandbox's URL.
+    """
+    db_url, why = choose_db_url(db, procs)
+    if why:
+        out["db_fallback"] = why
+    return db_url, start_redis(procs), start_sandbox(procs, latency_ms=latency_ms)

@@ -25,12 +25,10 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     Procs,
     app_env,
-    choose_db_url,
     header,
     init_db,
     save_results,
-    start_redis,
-    start_sandbox,
+    start_services,
 )
 from bench.sync import add_submission, make_app, start_workers  # noqa: E402
 
@@ -80,11 +78,9 @@ def main() -> int:
     out: dict[str, Any] = {"machine": info, "args": vars(args)}
     run = str(int(time.time()) % 100000)
     with Procs() as procs:
-        db_url, why = choose_db_url(args.db, procs)
-        if why:
-            out["db_fallback"] = why
-        redis_url = start_redis(procs)
-        hcp_url = start_sandbox(procs, latency_ms=args.latency_ms)
+        db_url, redis_url, hcp_url = start_services(
+            procs, db=args.db, latency_ms=args.latency_ms, out=out
+        )
         settings = {
             "HCP_RATE_LIMIT_PER_SECOND": args.hcp_rate,
             "RATELIMIT_ENABLED": False,

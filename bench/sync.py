@@ -34,15 +34,13 @@ from bench.common import (  # noqa: E402
     ROOT,
     Procs,
     app_env,
-    choose_db_url,
     flask_cmd,
     header,
     init_db,
     percentile,
     phone_for,
     save_results,
-    start_redis,
-    start_sandbox,
+    start_services,
 )
 
 
@@ -457,11 +455,9 @@ def main() -> int:
     out: dict[str, Any] = {"machine": info, "args": vars(args)}
     run = str(int(time.time()) % 100000)
     with Procs() as procs:
-        db_url, why = choose_db_url(args.db, procs)
-        if why:
-            out["db_fallback"] = why
-        redis_url = start_redis(procs)
-        hcp_url = start_sandbox(procs, latency_ms=args.latency_ms)
+        db_url, redis_url, hcp_url = start_services(
+            procs, db=args.db, latency_ms=args.latency_ms, out=out
+        )
         settings = {
             "HCP_RATE_LIMIT_PER_SECOND": args.hcp_rate,
             "RATELIMIT_ENABLED": False,

@@ -151,7 +151,7 @@ def job_body(
     }
     if not _booked(sub) and (sub.booking_date or sub.scheduled_start):
         body["tags"] = _unique([*body["tags"], PREFERRED_TIME_TAG])
-    window = booked_window(sub, time_zone)
+    window = local_schedule(sub, time_zone)
     if window:
         start, end, minutes = window
         body["schedule"] = {
@@ -173,7 +173,7 @@ def _booked(sub: ServiceRequest) -> bool:
     return sub.schedule_kind == "booked"
 
 
-def booked_window(sub: ServiceRequest, time_zone: str) -> tuple[str, str, int] | None:
+def local_schedule(sub: ServiceRequest, time_zone: str) -> tuple[str, str, int] | None:
     """Return a booked window's start and end (ISO, in the company's zone) and its minutes.
 
     None for a preference: HCP gets no schedule then, only the preference in the notes.
@@ -206,7 +206,7 @@ def estimate_body(
         "note": job_notes(sub, window_label=window_label, time_zone=time_zone),
         "options": [{"name": "Option #1", "tags": job_tags(sub, tags)}],
     }
-    window = booked_window(sub, time_zone)
+    window = local_schedule(sub, time_zone)
     if window:
         start, end, minutes = window
         body["schedule"] = {

@@ -326,11 +326,13 @@ def max_in_window(starts: list[float], window: float = 1.0) -> int:
 
 
 class GrantLog:
-    """Collect the rate limiter's own grants (its Redis sorted set, scored by Redis's clock).
+    """Collect the rate limiter's own grants, as the `limits` library stores them in Redis.
 
-    Each grant stays in the set for at least the limiter's window (1 s) before it is trimmed, so
-    reading the set every 0.25 s sees every grant with its exact time: the authoritative check
-    that no 1-second window ever held more calls than the limit.
+    Its moving window keeps, per key, a list of the last `limit` grant times (seconds); each stays
+    there until `limit` newer grants push it out. Reading the lists every 0.1 s sees every grant
+    with its exact time as long as no 0.1 s holds more than `limit` of them, so a limiter that
+    over-granted would show up as a window over the limit: the check that no 1-second window
+    ever held more calls than the limit.
     """
 
     def __init__(self, redis_url: str) -> None:
@@ -339,7 +341,7 @@ class GrantLog:
         import redis
 
         self.conn = redis.Redis.from_url(redis_url)
-        self.grants: dict[bytes, float] = {}
+        self.grants: dict[tuple[bytes, bytes], float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -347,12 +349,12 @@ class GrantLog:
         from hcpform.hcp.client import RATE_LIMIT_PREFIX
 
         while not self._stop.is_set():
-            for key in self.conn.scan_iter(match=RATE_LIMIT_PREFIX + "*"):
-                if key.endswith(b":pause"):
+            for key in self.conn.scan_iter(match="*" + RATE_LIMIT_PREFIX + "*"):
+                if self.conn.type(key) != b"list":  # the shared pause is a plain key
                     continue
-                for member, score in self.conn.zrange(key, 0, -1, withscores=True):
-                    self.grants[member] = score / 1e6
-            self._stop.wait(0.25)
+                for member in self.conn.lrange(key, 0, -1):
+                    self.grants[(key, member)] = float(member)
+            self._stop.wait(0.1)
 
     def __enter__(self) -> GrantLog:
         self._thread.start()

@@ -133,7 +133,9 @@ def _cents(value: Any) -> int | None:
     return int(round(value))
 
 
-def money_entry(resource: str, record: Mapping[str, Any], at: datetime) -> tuple[str, dict[str, Any]] | None:
+def money_entry(
+    resource: str, record: Mapping[str, Any], at: datetime
+) -> tuple[str, dict[str, Any]] | None:
     """Return (key, entry) for the money a job or invoice record carries, or None."""
     if resource == "job":
         amount = _cents(record.get("total_amount"))
@@ -178,10 +180,10 @@ def totals(
     job = entries.get(JOB_KEY)
     if not job:
         return None, None, None
-    paid = max(0, int(job["amount"]) - int(job["due"]))
-    invoiced = int(job["amount"]) if completed else None
-    paid_at = parse_time(job.get("paid_at")) if paid and int(job["due"]) <= 0 else None
-    return invoiced, (paid if paid or completed else None), paid_at
+    job_paid = max(0, int(job["amount"]) - int(job["due"]))
+    job_invoiced = int(job["amount"]) if completed else None
+    job_paid_at = parse_time(job.get("paid_at")) if job_paid and int(job["due"]) <= 0 else None
+    return job_invoiced, (job_paid if job_paid or completed else None), job_paid_at
 
 
 def linked_job_id(resource: str, record: Mapping[str, Any]) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from werkzeug.datastructures import Headers
 
 from ..connection import connection_row
 from ..extensions import db
@@ -44,7 +44,7 @@ def resource_of(event: str) -> str:
     return prefix if prefix in RESOURCES else prefix[:32]
 
 
-def receive(body: bytes, headers: Mapping[str, str], *, now: datetime) -> Received:
+def receive(body: bytes, headers: Headers, *, now: datetime) -> Received:
     """Check one delivery and store it once; the caller commits (flushes only here)."""
     if signing.is_handshake(body):
         return Received("handshake")

@@ -67,7 +67,9 @@ def enqueue_housekeeping(app: Flask) -> bool:
     interval = max(1, int(app.config["WEBHOOK_HOUSEKEEPING_SECONDS"]))
     bucket = int(time.time() // interval)
     try:
-        if not get_redis(app).set(f"hcpform:webhooks:housekeeping:{bucket}", 1, nx=True, ex=interval * 4):
+        if not get_redis(app).set(
+            f"hcpform:webhooks:housekeeping:{bucket}", 1, nx=True, ex=interval * 4
+        ):
             return False
         get_queue(app).enqueue(housekeeping, result_ttl=0, description="webhook housekeeping")
     except (redis.RedisError, OSError) as exc:

@@ -54,9 +54,7 @@ def upgrade():
         batch_op.add_column(sa.Column("hcp_paid_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("hcp_money_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("hcp_money_source", sa.String(length=16), nullable=True))
-        batch_op.add_column(
-            sa.Column("hcp_money", sa.JSON(), nullable=False, server_default="{}")
-        )
+        batch_op.add_column(sa.Column("hcp_money", sa.JSON(), nullable=False, server_default="{}"))
         batch_op.add_column(sa.Column("hcp_reconciled_at", sa.DateTime(), nullable=True))
         batch_op.create_index(batch_op.f("ix_submission_hcp_status"), ["hcp_status"])
     with op.batch_alter_table("hcp_connection") as batch_op:

@@ -22,7 +22,7 @@ bp = Blueprint("invoices", __name__)
 def invoice_json(st: SandboxState, invoice_id: str) -> dict[str, Any]:
     """Return an invoice as HCP's JobInvoice shows it, plus its job_id (lock held)."""
     inv = st.invoices[invoice_id]
-    return {
+    out = {
         "id": inv["id"],
         "job_id": inv["job_id"],
         "status": inv["status"],
@@ -42,6 +42,9 @@ def invoice_json(st: SandboxState, invoice_id: str) -> dict[str, Any]:
         "discounts": [],
         "payments": [dict(p) for p in inv["payments"]],
     }
+    if out["paid_at"] is None:  # the definition types paid_at as a string: left out until paid
+        del out["paid_at"]
+    return out
 
 
 def job_invoice_ids(st: SandboxState, job_id: str) -> list[str]:

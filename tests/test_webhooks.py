@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography.fernet import Fernet
 from sqlalchemy import func, select, text, update
 
 from hcpform import create_app
@@ -90,6 +91,7 @@ def test_a_bad_or_missing_signature_gets_401_and_changes_nothing(
     assert stored(app) == 0 and last_verified(app) is None
 
 
+@pytest.mark.both_dbs
 def test_a_signed_delivery_is_stored_once_and_its_time_shown(app, client, admin_client):
     set_secret(admin_client)
     body = envelope("job.completed", JOB, "2026-12-01T10:00:00Z")
@@ -179,6 +181,22 @@ def test_the_secret_is_write_only_encrypted_and_never_shown_or_logged(app, admin
     assert token and SECRET not in token
 
 
+def test_rotating_the_encryption_key_re_encrypts_the_signing_secrets(app, client, admin_client):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    app.config["ENCRYPTION_KEY"] = old
+    set_secret(admin_client, "first-secret-0123456789")
+    set_secret(admin_client, SECRET)  # the first one is now the previous one
+    app.config["ENCRYPTION_KEY"] = f"{new},{old}"
+    result = app.test_cli_runner().invoke(args=["rotate-encryption-key"])
+    assert result.exit_code == 0 and "Re-encrypted 2 stored secrets" in result.output
+    app.config["ENCRYPTION_KEY"] = new  # the old key is gone: both secrets still verify
+    for n, value in enumerate((SECRET, "first-secret-0123456789")):
+        body = envelope("job.updated", {**JOB, "n": n}, "2026-12-01T10:00:00Z")
+        assert client.post("/hooks/hcp", data=body, headers=signed(body, value)).status_code == 200
+    assert SECRET not in result.output
+
+
+@pytest.mark.both_dbs
 def test_an_event_for_a_record_we_did_not_create_is_kept_30_days_then_dropped(
     app, client, admin_client
 ):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import requests
 from sqlalchemy import update
 
@@ -47,6 +48,7 @@ def age(app: Any, sub_id: int, **values: Any) -> None:
         db.session.commit()
 
 
+@pytest.mark.both_dbs
 def test_reconcile_fills_the_fields_when_there_are_no_webhooks(app, admin_client, sandbox):
     job_id = sandbox_job(sandbox)
     sub_id = synced_submission(app, job_id, synced_minutes_ago=31)

@@ -66,7 +66,9 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table("hcp_connection") as batch_op:
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+): a batch copy of hcp_connection or
+    # submission would drop a table that others reference, which foreign keys refuse.
+    with op.batch_alter_table("hcp_connection", recreate="never") as batch_op:
         for column in (
             "webhook_last_verified_at",
             "webhook_secret_set_at",
@@ -75,7 +77,7 @@ def downgrade():
             "webhook_secret_encrypted",
         ):
             batch_op.drop_column(column)
-    with op.batch_alter_table("submission") as batch_op:
+    with op.batch_alter_table("submission", recreate="never") as batch_op:
         batch_op.drop_index(batch_op.f("ix_submission_hcp_status"))
         for column in (
             "hcp_reconciled_at",

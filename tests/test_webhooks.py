@@ -18,10 +18,11 @@ from sqlalchemy import func, select, text, update
 from hcpform import create_app
 from hcpform.connection import connection_row
 from hcpform.extensions import db
-from hcpform.models import HcpConnection, WebhookEvent
+from hcpform.models import HcpConnection, Status, WebhookEvent
 from hcpform.timeutil import utcnow
 from hcpform.webhooks import tasks
 from tests.admin_helpers import text as page_text
+from tests.factories import make_submission
 from tests.helpers import wait_for
 from tests.webhook_helpers import (
     SECRET,
@@ -306,3 +307,54 @@ def test_out_of_order_and_repeated_deliveries_keep_the_newest_state(
     sub = submission(app, sub_id)
     assert (sub.hcp_status, sub.hcp_status_source) == ("canceled", "webhook")
     assert sub.hcp_canceled_at is not None
+
+
+def deliver_and_apply(app: Any, client: Any, event: str, record: dict, occurred: str) -> str:
+    """Send one signed delivery, then run its apply job (called directly, as RQ would)."""
+    body = envelope(event, record, occurred, "appointment" if ".appointment." in event else "")
+    response = client.post("/hooks/hcp", data=body, headers=signed(body))
+    assert response.status_code == 200
+    with app.app_context():
+        return tasks.apply_webhook_event(events(app)[-1].id)
+
+
+def test_estimates_leads_appointments_and_our_marker_are_applied(app, client, admin_client):
+    set_secret(admin_client)
+    with app.app_context():
+        estimate = make_submission(status=Status.SYNCED, hcp_estimate_id="csr_1")
+        lead = make_submission(status=Status.SYNCED, hcp_lead_id="lea_1")
+        job = make_submission(status=Status.SYNCED, hcp_job_id="job_booked")
+        lost_job = make_submission(status=Status.SYNCED)  # its answer never reached us
+        db.session.commit()
+        ids = estimate.id, lead.id, job.id, lost_job.id
+        marker = f"Web request {lost_job.reference} (hcpform ref {lost_job.reference})"
+    option = {"id": "est_1", "approval_status": "approved", "total_amount": 90000}
+    assert (
+        deliver_and_apply(
+            app,
+            client,
+            "estimate.option.approval_status_changed",
+            {"id": "csr_1", "work_status": "scheduled", "options": [option]},
+            "2026-12-01T10:00:00Z",
+        )
+        == "applied"
+    )
+    deliver_and_apply(
+        app, client, "lead.lost", {"id": "lea_1", "status": "lost"}, "2026-12-01T10:00:00Z"
+    )
+    deliver_and_apply(
+        app,
+        client,
+        "job.appointment.scheduled",
+        {"id": "appt_1", "job_id": "job_booked", "start_time": "2026-12-02T15:00:00Z"},
+        "2026-12-01T10:00:00Z",
+    )
+    deliver_and_apply(
+        app,
+        client,
+        "job.started",
+        {"id": "job_unknown_to_us", "work_status": "in progress", "notes": [{"content": marker}]},
+        "2026-12-01T10:00:00Z",
+    )
+    statuses = [submission(app, i).hcp_status for i in ids]
+    assert statuses == ["approved", "lost", "scheduled", "in_progress"]

@@ -16,8 +16,9 @@ from hcpform.extensions import db
 from hcpform.models import Submission
 from hcpform.timeutil import utcnow
 from hcpform.webhooks import secret, tasks
+from hcpform_sandbox.contract import contract
 from tests.admin_helpers import text as page_text
-from tests.webhook_helpers import SECRET, sandbox_job, submission, synced_submission
+from tests.webhook_helpers import API, SECRET, sandbox_job, submission, synced_submission
 
 pytest_plugins = ["tests.admin_fixtures"]
 
@@ -63,6 +64,10 @@ def test_reconcile_fills_the_fields_when_there_are_no_webhooks(app, admin_client
     assert submission(app, fresh).hcp_reconciled_at is None
     page = page_text(admin_client.get(f"/admin/submissions/{sub_id}"))
     assert "read from Housecall Pro" in page and "$180.00" in page
+    path = f"/jobs/{job_id}/invoices"  # the sandbox answers as the definition says
+    answer = requests.get(f"{sandbox.url}{path}", headers=API, timeout=5)
+    assert contract().check_response("GET", path, 200, answer.json()) == []
+    assert answer.json()["invoices"][0]["status"] == "paid"
 
 
 def test_reconcile_asks_at_most_every_30_minutes_and_stops_60_days_after_completion(app, sandbox):

@@ -46,12 +46,15 @@ def create_app(
     from .admin import bp as admin_bp
     from .errors import register_error_handlers
     from .health import bp as health_bp
+    from .webhooks.views import bp as hooks_bp
     from .wizard import bp as wizard_bp
 
     app.register_blueprint(wizard_bp, url_prefix="/f")
     app.register_blueprint(wizard_bp, url_prefix="/embed", name="embed")
     app.register_blueprint(health_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(hooks_bp)
+    csrf.exempt(hooks_bp)  # HCP signs its deliveries; it has no session and no CSRF token
     # The wizard carries its own draft-bound CSRF token (wizard/csrf.py): a session cookie is a
     # third-party cookie inside a business's iframe, and browsers drop it.
     csrf.exempt(wizard_bp)

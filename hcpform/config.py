@@ -57,6 +57,18 @@ class DefaultConfig:
     HCP_LOOKUP_TIMEOUT = 2.0  # the wizard's returning-customer lookup must be quick
     HCP_WEB_URL = "https://pro.housecallpro.com/app"  # links from the admin to HCP records
 
+    # HCP's webhooks (hcpform/webhooks/, POST /hooks/hcp). HCP_WEBHOOK_SECRET overrides the
+    # signing secret stored (encrypted) through the admin, as HCP_API_KEY does for the key.
+    HCP_WEBHOOK_SECRET: str | None = None
+    WEBHOOK_TOLERANCE_SECONDS = 300  # Api-Timestamp may be this far from our clock, either way
+    WEBHOOK_MAX_BYTES = 256 * 1024  # a delivery is one full record; bigger bodies get a 413
+    WEBHOOK_PREVIOUS_SECRET_HOURS = 24  # after a rotation the old secret is accepted this long
+    WEBHOOK_KEEP_DAYS = 30  # stored events (those for records we did not create too) are dropped
+    WEBHOOK_HOUSEKEEPING_SECONDS = 60  # purge, re-enqueue and reconcile this often
+    RECONCILE_INTERVAL_MINUTES = 30  # without webhooks, ask HCP about an open record this often
+    RECONCILE_STOP_DAYS = 60  # … and no more this long after the work was completed
+    RECONCILE_BATCH = 20  # records reconciled per housekeeping run (2 calls each)
+
     # Encryption of stored secrets: HCPFORM_ENCRYPTION_KEY (comma-separated, newest first),
     # else a key generated once into instance/encryption.key.
     ENCRYPTION_KEY: str | None = None
@@ -77,6 +89,7 @@ class DefaultConfig:
     RATELIMIT_OUT_OF_AREA_PER_IP = "20/hour"  # "tell me when you serve my area" posts
     RATELIMIT_PAGE_VIEWS_PER_IP = "300/minute"  # wizard pages (GETs), against scraping/floods
     RATELIMIT_LOGIN = "5/15 minutes"
+    RATELIMIT_WEBHOOK_PER_IP = "600/minute"  # POST /hooks/hcp, per sending address
     # Sign-in throttling (hcpform/admin/throttle.py); RATELIMIT_LOGIN above is per client IP.
     LOGIN_FREE_FAILURES = 3  # per (account, IP): failures before each next try must wait
     LOGIN_FIRST_DELAY_SECONDS = 2.0  # then each further try of that pair waits twice as long
@@ -95,6 +108,7 @@ PLAIN_ENV = {
     "REDIS_URL": "REDIS_URL",
     "HCP_API_BASE_URL": "HCP_API_BASE_URL",
     "HCP_API_KEY": "HCP_API_KEY",
+    "HCP_WEBHOOK_SECRET": "HCP_WEBHOOK_SECRET",
     "HCPFORM_ENCRYPTION_KEY": "ENCRYPTION_KEY",
 }
 
@@ -135,7 +149,7 @@ def finish_config(app: Flask) -> None:
         cfg["PREFERRED_URL_SCHEME"] = "https"
     # The rate-limit counters live beside the queue, so every web process shares them.
     cfg.setdefault("RATELIMIT_STORAGE_URI", cfg.get("REDIS_URL") or "memory://")
-    for key in ("SECRET_KEY", "HCP_API_KEY", "ENCRYPTION_KEY"):
+    for key in ("SECRET_KEY", "HCP_API_KEY", "HCP_WEBHOOK_SECRET", "ENCRYPTION_KEY"):
         if cfg.get(key) is not None:
             cfg[key] = str(cfg[key])  # from_prefixed_env may have parsed digits as an int
 

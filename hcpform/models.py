@@ -204,6 +204,23 @@ class Submission(Model):
     job_work_status: Mapped[str | None] = mapped_column(String(32))
     job_total_cents: Mapped[int | None] = mapped_column(Integer)
 
+    # What became of the record in HCP (migration 0011; hcpform/webhooks/): its status and
+    # money, each group with the time of the newest state applied (an older event never
+    # overwrites a newer one) and where it came from ("webhook" or "reconcile").
+    hcp_status: Mapped[str | None] = mapped_column(String(24), index=True)
+    hcp_status_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hcp_status_source: Mapped[str | None] = mapped_column(String(16))
+    hcp_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hcp_canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    invoiced_cents: Mapped[int | None] = mapped_column(Integer)
+    paid_cents: Mapped[int | None] = mapped_column(Integer)
+    hcp_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hcp_money_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hcp_money_source: Mapped[str | None] = mapped_column(String(16))
+    # {invoice id or "_job": {"amount", "due", "status", "paid_at", "at", "source"}}
+    hcp_money: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    hcp_reconciled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
     form: Mapped[Form] = relationship()
     terms_version: Mapped[TermsVersion | None] = relationship()
     attempts_log: Mapped[list[SyncAttempt]] = relationship(
@@ -288,6 +305,13 @@ class HcpConnection(Model):
     default_lead_source: Mapped[str] = mapped_column(String(100), default="")
     default_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     default_job_type_id: Mapped[str] = mapped_column(String(64), default="")
+    # HCP's webhook signing secret (write-only, encrypted like the key; migration 0011). After
+    # a rotation the previous one stays valid until webhook_previous_until.
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    webhook_previous_encrypted: Mapped[str | None] = mapped_column(Text)
+    webhook_previous_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    webhook_secret_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    webhook_last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -333,3 +357,24 @@ class AuditEntry(Model):
     detail: Mapped[str] = mapped_column(Text, default="")
     ip: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WebhookEvent(Model):
+    """One verified delivery from HCP, stored once (keyed by a hash of timestamp and body).
+
+    The raw body is kept until the event is applied; for a record we did not create it is
+    kept for diagnosis, and every event is dropped after WEBHOOK_KEEP_DAYS (migration 0011).
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    event: Mapped[str] = mapped_column(String(100), default="")
+    resource: Mapped[str] = mapped_column(String(32), default="")  # job | invoice | estimate …
+    record_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # received | applied | stale (older than what we hold) | unmatched | ignored
+    state: Mapped[str] = mapped_column(String(16), default="received", index=True)
+    submission_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    body: Mapped[str] = mapped_column(Text, default="")

@@ -17,6 +17,7 @@ from rq.timeouts import TimerDeathPenalty
 
 from .extensions import db, get_redis, is_embedded
 from .jobs import enqueue_sweep, get_queue, sweep
+from .webhooks.tasks import enqueue_housekeeping
 
 logger = logging.getLogger(__name__)
 _embedded_lock = threading.Lock()
@@ -44,6 +45,7 @@ class SyncWorker(Worker):
         # RQ leaves this hook unannotated; untyped_calls_exclude does not reach a super() call.
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
         enqueue_sweep(self.app, delay=0)
+        enqueue_housekeeping(self.app)  # webhook events and the reconcile (webhooks/tasks.py)
 
     @property
     def dequeue_timeout(self) -> int:
@@ -121,6 +123,7 @@ def _embedded_loop(app: Flask) -> None:
                 if time.time() - last_sweep >= app.config["SWEEP_INTERVAL_SECONDS"]:
                     last_sweep = time.time()
                     sweep()
+                enqueue_housekeeping(app)  # once per bucket; a cheap SET NX otherwise
                 worker.work(burst=True, logging_level="WARNING")
         except Exception:  # a thread that dies silently would stop every sync: log and go on
             logger.exception("Embedded worker loop error")

@@ -10,7 +10,19 @@ import click
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import control, customers, estimates, jobs, leads, reference, schedule, staff
+from . import (
+    control,
+    customers,
+    estimates,
+    invoices,
+    jobs,
+    leads,
+    progress,
+    reference,
+    schedule,
+    staff,
+    webhooks,
+)
 from .contract import UNKNOWN_PARAMETER, Violation, contract
 from .faults import FaultMiddleware, is_control
 from .state import DEFAULT_BOOKING_WINDOW_MINUTES, SandboxState
@@ -92,7 +104,19 @@ def create_sandbox_app(
     contract()  # load the definition now, not during the first (timed) request
     app = Flask(__name__)
     app.extensions["hcp_sandbox"] = store
-    for module in (customers, jobs, estimates, leads, reference, schedule, staff, control):
+    for module in (
+        customers,
+        jobs,
+        invoices,
+        estimates,
+        leads,
+        reference,
+        schedule,
+        staff,
+        control,
+        webhooks,
+        progress,
+    ):
         app.register_blueprint(module.bp)
     app.before_request(_gate)
     app.register_error_handler(404, _html_404)

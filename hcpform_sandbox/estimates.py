@@ -31,6 +31,7 @@ from .util import (
     state,
     utcnow,
 )
+from .webhooks import emit
 
 if TYPE_CHECKING:
     from werkzeug.datastructures import MultiDict
@@ -238,7 +239,10 @@ def search(st: SandboxState, args: MultiDict[str, str]) -> Result:
 
 @bp.post("/estimates")
 def create_view() -> Response:
-    return answer(create(state(), body() or {}))
+    result = create(state(), body() or {})
+    if result[0] == 200:  # HCP fires webhooks for API changes too
+        emit(state(), "estimate.created", "estimate", result[1])
+    return answer(result)
 
 
 @bp.get("/estimates")

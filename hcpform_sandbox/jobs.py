@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, request
 
 from .customers import address_json, customer_embed
+from .invoices import outstanding
 from .reference import employee_locked, lead_source_error
 from .schedule import BUSINESS_HOURS
 from .util import (
@@ -25,6 +26,7 @@ from .util import (
     state,
     utcnow,
 )
+from .webhooks import emit
 
 if TYPE_CHECKING:
     from werkzeug.datastructures import MultiDict
@@ -66,10 +68,13 @@ def job_json(st: SandboxState, job_id: str, expand: Iterable[str] = ()) -> dict[
         "address": address_json(st, job["address_id"]),
         "notes": [dict(n) for n in job["notes"]],
         "work_status": job["work_status"],
-        "work_timestamps": {"on_my_way_at": None, "started_at": None, "completed_at": None},
+        "work_timestamps": dict(
+            job.get("work_timestamps")
+            or {"on_my_way_at": None, "started_at": None, "completed_at": None}
+        ),
         "schedule": schedule,
         "total_amount": job["total_amount"],
-        "outstanding_balance": job["total_amount"],
+        "outstanding_balance": outstanding(st, job),
         "subtotal": job["total_amount"],
         "assigned_employees": [e for e in staff if e],
         "tags": list(job["tags"]),
@@ -80,7 +85,7 @@ def job_json(st: SandboxState, job_id: str, expand: Iterable[str] = ()) -> dict[
         "locked_at": None,
         "created_at": job["created_at"],
         "updated_at": job["updated_at"],
-        "canceled_at": None,
+        "canceled_at": job.get("canceled_at"),
         "deleted_at": None,
         "company_name": st.company.get("name", ""),
         "company_id": COMPANY_ID,
@@ -293,7 +298,10 @@ def search(st: SandboxState, args: MultiDict[str, str]) -> Result:
 
 @bp.post("/jobs")
 def create_view() -> Response:
-    return answer(create(state(), body()))
+    result = create(state(), body())
+    if result[0] == 201:  # HCP fires webhooks for API changes too
+        emit(state(), "job.created", "job", result[1])
+    return answer(result)
 
 
 @bp.get("/jobs")

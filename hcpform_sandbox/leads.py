@@ -26,6 +26,7 @@ from .util import (
     state,
     utcnow,
 )
+from .webhooks import emit
 
 if TYPE_CHECKING:
     from werkzeug.datastructures import MultiDict
@@ -158,7 +159,10 @@ def search(st: SandboxState, args: MultiDict[str, str]) -> Result:
 
 @bp.post("/leads")
 def create_view() -> Response:
-    return answer(create(state(), body()))
+    result = create(state(), body())
+    if result[0] == 201:  # HCP fires webhooks for API changes too
+        emit(state(), "lead.created", "lead", result[1])
+    return answer(result)
 
 
 @bp.get("/leads")

@@ -73,6 +73,7 @@ class SandboxState:
         self.lead_sources: list[dict[str, Any]] = []
         self.working_hours: dict[str, staff.Hours] = {}  # employee id -> weekday -> span
         self.service_zones: list[dict[str, Any]] = []
+        self.webhook_sender: Any = None  # webhooks.py's delivery queue, once started
         self._reset_data(reseed=True)
 
     def _reset_data(self, *, reseed: bool) -> None:
@@ -89,6 +90,11 @@ class SandboxState:
         self.customer_addresses: dict[str, list[str]] = {}  # customer id -> address ids, in order
         self._seq = 0
         self.invoice_number = 0
+        self.invoices: dict[str, dict[str, Any]] = {}  # invoice id -> invoice (invoices.py)
+        # The registered webhook endpoint (webhooks.py) and what was sent to it.
+        self.webhook: dict[str, Any] | None = None
+        self.webhook_log: list[dict[str, Any]] = []
+        self.webhook_held: list[dict[str, Any]] = []
         self.estimate_number = 0
         self.lead_number = 0
         self.requests.clear()

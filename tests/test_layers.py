@@ -25,6 +25,9 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.extensions",
             "hcpform.ratelimits",
             "hcpform.hcp",
+            "hcpform.webhooks",  # the package file only: each module below has its own layer
+            "hcpform.webhooks.signing",
+            "hcpform.webhooks.figures",
         },
     ),
     ("domain data", {"hcpform.models", "hcpform.formdefs", "hcpform.validation"}),
@@ -35,10 +38,13 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.people",
             "hcpform.connection",
             "hcpform.availability",
+            "hcpform.webhooks.secret",
+            "hcpform.webhooks.store",
+            "hcpform.webhooks.apply",
         },
     ),
-    ("the HCP workflow", {"hcpform.sync"}),
-    ("the queue's jobs", {"hcpform.jobs"}),
+    ("the HCP workflow", {"hcpform.sync", "hcpform.webhooks.reconcile"}),
+    ("the queue's jobs", {"hcpform.jobs", "hcpform.webhooks.tasks"}),
     (
         "the surfaces: blueprints, CLI, workers and the app's plumbing",
         {
@@ -51,6 +57,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.security",
             "hcpform.logs",
             "hcpform.database",
+            "hcpform.webhooks.views",
             "hcpform",
         },
     ),

@@ -48,6 +48,7 @@ from . import (  # noqa: E402,F401  (the routes register themselves on bp)
     integration,
     privacy,
     submissions,
+    webhooks,
 )
 from .filters import register_filters  # noqa: E402
 

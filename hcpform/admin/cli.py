@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from .. import crypto
 from ..extensions import db
 from ..models import AdminUser, HcpConnection
+from ..webhooks import secret as webhook_secret
 from .audit import record
 from .auth import AdminError, normalise_email, set_admin
 
@@ -77,11 +78,18 @@ def rotate_encryption_key_command() -> None:
             failed.append(conn.id)
             continue
         conn.api_key_encrypted = rotated
-    record("encryption key rotated", detail=f"{len(rows) - len(failed)} secrets", admin_email="cli")
+    done = len(rows) - len(failed)
+    for conn in db.session.scalars(select(HcpConnection)):  # webhook signing secrets
+        try:
+            done += webhook_secret.reencrypt(conn)
+        except (crypto.SecretError, InvalidToken):
+            failed.append(conn.id)
+    record("encryption key rotated", detail=f"{done} secrets", admin_email="cli")
     db.session.commit()
-    click.echo(f"Re-encrypted {len(rows) - len(failed)} stored secrets under the newest key.")
+    click.echo(f"Re-encrypted {done} stored secrets under the newest key.")
     if failed:
         raise click.ClickException(
             f"{len(failed)} secrets could not be decrypted with any configured key "
-            f"(hcp_connection ids {', '.join(map(str, failed))}): enter those API keys again."
+            f"(hcp_connection ids {', '.join(map(str, failed))}): enter those API keys "
+            "(or webhook signing secrets) again."
         )

@@ -55,10 +55,27 @@ def status_label(value: str) -> str:
     return STATUS_LABELS.get(value, value)
 
 
+def money(cents: int | None) -> str:
+    """Return cents as dollars, e.g. $1,234.50 ("–" for none)."""
+    if cents is None:
+        return "–"
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents) / 100:,.2f}"
+
+
+def hcp_status_label(value: str | None) -> str:
+    """Return what became of a record in HCP, as office staff say it."""
+    from ..webhooks.figures import STATUS_LABELS as HCP_STATUS_LABELS
+
+    return HCP_STATUS_LABELS.get(value or "", value or "–")
+
+
 def register_filters(bp: Blueprint) -> None:
     """Make the filters available to every template (names start with admin_)."""
     bp.add_app_template_filter(admin_time, "admin_time")
     bp.add_app_template_filter(percent, "admin_percent")
     bp.add_app_template_filter(millis, "admin_ms")
     bp.add_app_template_filter(status_label, "admin_status")
+    bp.add_app_template_filter(money, "admin_money")
+    bp.add_app_template_filter(hcp_status_label, "admin_hcp_status")
     bp.add_app_template_filter(format_phone, "admin_phone")

@@ -37,6 +37,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from .. import formdefs, validation
 from ..models import Status
 from ..security import insecure_origins_refused, normalise_origin
+from ..webhooks.figures import STATUS_LABELS as HCP_STATUS_LABELS
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 STATUS_LABELS: dict[str, str] = {
@@ -177,6 +178,10 @@ class SubmissionFilterForm(FlaskForm):
     service_type = SelectField("Service type", choices=[("", "Any service")])
     urgency = SelectField("Urgency", choices=[("", "Any urgency"), *formdefs.URGENCY_CHOICES])
     customer_type = SelectField("Customer type", choices=[("", "Any customer"), *CUSTOMER_TYPES])
+    outcome = SelectField(
+        "In Housecall Pro",
+        choices=[("", "Any outcome"), ("paid", "Paid"), *HCP_STATUS_LABELS.items()],
+    )
     date_from = DateField("From", [Optional()])
     date_to = DateField("To", [Optional()])
     page = IntegerField("Page", [Optional(), NumberRange(min=1, max=100_000)])
@@ -208,6 +213,26 @@ class SelectedForm(FlaskForm):
     """Retry the submissions ticked in the list."""
 
     ids = SelectMultipleField("Submissions", coerce=int, validate_choice=False)
+
+
+class WebhookSecretForm(FlaskForm):
+    """HCP's webhook signing secret: write-only, never rendered back."""
+
+    secret = PasswordField(
+        "Webhook signing secret",
+        [
+            DataRequired("Enter the signing secret Housecall Pro shows"),
+            Length(min=8, max=200, message="That is not a signing secret"),
+        ],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
+    )
+
+    def validate_secret(self, field: Field) -> None:
+        """Refuse spaces and control characters inside the secret."""
+        value = (field.data or "").strip()
+        if not value.isprintable() or any(c.isspace() for c in value):
+            raise ValidationError("The secret has no spaces: copy it again from Housecall Pro")
+        field.data = value
 
 
 class ApiKeyForm(FlaskForm):

@@ -12,7 +12,8 @@ from ..extensions import db
 from ..models import HcpConnection
 from . import bp, settings
 from .audit import record
-from .forms import ApiKeyForm, DefaultsForm
+from .forms import ApiKeyForm, DefaultsForm, WebhookSecretForm
+from .webhook_panel import panel
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,12 @@ def defaults_form(conn: HcpConnection, lists: settings.HcpLists) -> DefaultsForm
     return form
 
 
-def render_page(key_form: ApiKeyForm | None = None, status: int = 200) -> ResponseReturnValue:
+def render_page(
+    key_form: ApiKeyForm | None = None,
+    status: int = 200,
+    *,
+    webhook_form: WebhookSecretForm | None = None,
+) -> ResponseReturnValue:
     """Render the page; HCP being unreachable only hides its lists."""
     conn = connection_row()
     lists = settings.hcp_lists()
@@ -50,6 +56,8 @@ def render_page(key_form: ApiKeyForm | None = None, status: int = 200) -> Respon
             defaults=defaults_form(conn, lists),
             lists=lists,
             waiting=settings.waiting_count(),
+            webhook=panel(conn),
+            webhook_form=webhook_form or WebhookSecretForm(formdata=None),
         ),
         status,
     )

@@ -304,6 +304,10 @@ def submissions_query(filters: dict[str, Any], tz_name: str) -> Select[Submissio
         stmt = stmt.where(Submission.created_at < end)
     if filters.get("q"):
         stmt = stmt.where(search_clause(filters["q"]))
+    if filters.get("outcome") == "paid":
+        stmt = stmt.where(Submission.paid_cents > 0)
+    elif filters.get("outcome"):
+        stmt = stmt.where(Submission.hcp_status == filters["outcome"])
     return stmt
 
 

@@ -36,7 +36,8 @@ CSV_COLUMNS = (
     "special_instructions", "source", "utm_source", "utm_medium", "utm_campaign", "utm_term",
     "utm_content", "click_id", "referrer", "landing_url", "hcp_customer_id", "hcp_job_id",
     "customer_matched_by", "attempts", "last_error", "manual_note", "hcp_record",
-    "hcp_estimate_id", "hcp_lead_id",
+    "hcp_estimate_id", "hcp_lead_id", "hcp_status", "hcp_completed_at", "invoiced_cents",
+    "paid_cents", "hcp_paid_at",
 )  # fmt: skip
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -546,6 +546,19 @@ class HousecallProClient:
         """Return one job, optionally with `expand[]` (attachments, appointments)."""
         return self._object("GET", f"/jobs/{_seg(job_id)}", params={"expand": _as_list(expand)})
 
+    def job_invoices(self, job_id: str) -> list[dict[str, Any]]:
+        """Return a job's invoices (GET /jobs/{job_id}/invoices: one page, not paginated)."""
+        data = self._object("GET", f"/jobs/{_seg(job_id)}/invoices")
+        return [i for i in data.get("invoices") or [] if isinstance(i, dict)]
+
+    def get_estimate(self, estimate_id: str) -> dict[str, Any]:
+        """Return one estimate with its options."""
+        return self._object("GET", f"/estimates/{_seg(estimate_id)}")
+
+    def get_lead(self, lead_id: str) -> dict[str, Any]:
+        """Return one lead."""
+        return self._object("GET", f"/leads/{_seg(lead_id)}")
+
     def list_jobs(
         self,
         *,

@@ -70,13 +70,17 @@ def bookable(employee: Mapping[str, Any]) -> bool:
 
 
 def parse_territories(
-    text: str | None, employees: list[dict[str, Any]], known_ids: set[str] | None = None
+    text: str | None,
+    employees: list[dict[str, Any]],
+    known_ids: set[str] | None = None,
+    *,
+    readable: bool = True,
 ) -> tuple[dict[str, list[str]], list[str]]:
     """Return ({employee id: ZIP prefixes}, an error per bad line) from the admin's lines.
 
     A line names an employee (by name as HCP shows it, or by id), then ZIPs or prefixes:
     "Marcus Reyes: 787, 78745". `known_ids` are ids accepted although HCP's list lacks them
-    (those already stored, while HCP cannot be read).
+    (those already stored, while HCP cannot be read; `readable` False says so in the errors).
     """
     by_name: dict[str, list[str]] = {}
     for e in employees:
@@ -101,8 +105,13 @@ def parse_territories(
         elif by_name.get(who.casefold()):
             errors.append(f"Line {number}: two employees are called {who}; use the id instead")
             continue
-        else:
+        elif readable:
             errors.append(f"Line {number}: {who} is not an employee in Housecall Pro")
+            continue
+        else:
+            errors.append(
+                f"Line {number}: Housecall Pro can't be reached to look up {who}; try again later"
+            )
             continue
         items = [z for z in SEPARATORS.split(zips) if z]
         bad = [z for z in items if not PREFIX.match(z)]
@@ -151,7 +160,9 @@ def assignment_lock(fingerprint: str, day: str) -> Iterator[None]:
         HcpTransientError: when another sync holds it too long (this one is retried later).
     """
     lock = get_redis().lock(
-        f"{LOCK_PREFIX}{fingerprint}:{day}", timeout=LOCK_SECONDS, blocking_timeout=LOCK_WAIT_SECONDS
+        f"{LOCK_PREFIX}{fingerprint}:{day}",
+        timeout=LOCK_SECONDS,
+        blocking_timeout=LOCK_WAIT_SECONDS,
     )
     if not lock.acquire():
         raise HcpTransientError("another sync is assigning a pro for the same day")
@@ -209,13 +220,13 @@ def _choose(client: HousecallProClient, sub: Submission, time_zone: str) -> Choi
             if isinstance(p, Mapping)
         }
         pool = [i for i in pool if i in zone_pros]
-        where = f"no eligible pro is in a service zone with ZIP {zip5}"
+        where = f"No eligible pro is in a service zone with ZIP {zip5}"
     else:
         territories = form.territories or {}
         pool = [i for i in pool if i not in territories or covers(territories[i], zip5)]
-        where = f"no eligible pro covers ZIP {zip5}"
+        where = f"No eligible pro covers ZIP {zip5}"
     if not pool:
-        return Choice(None, "", f"Needs assignment: {where}")
+        return Choice(None, "", where)
     assert sub.scheduled_start is not None and sub.scheduled_end is not None
     window = (sub.scheduled_start, sub.scheduled_end)
     if len(pool) == 1:  # no choice to make: no need to count anyone's jobs
@@ -224,7 +235,7 @@ def _choose(client: HousecallProClient, sub: Submission, time_zone: str) -> Choi
     loads, busy = _day_loads(client, sub, pool, window, ZoneInfo(time_zone))
     free = [i for i in pool if i not in busy]
     if not free:
-        return Choice(None, "", "Needs assignment: every eligible pro has a job at that time")
+        return Choice(None, "", "Every eligible pro has a job at that time")
     best = min(free, key=lambda i: (loads.get(i, 0), i))
     count = loads.get(best, 0)
     return Choice(
@@ -265,8 +276,9 @@ def _day_loads(
         count(staff, _parse(schedule.get("scheduled_start")), _parse(schedule.get("scheduled_end")))
     # Pros this app chose for jobs it has not created yet: HCP's list cannot show them.
     rows = db.session.execute(
-        select(Submission.hcp_employee_id, Submission.scheduled_start, Submission.scheduled_end)
-        .where(
+        select(
+            Submission.hcp_employee_id, Submission.scheduled_start, Submission.scheduled_end
+        ).where(
             Submission.id != sub.id,
             Submission.hcp_employee_id.in_(pool),
             Submission.hcp_job_id.is_(None),

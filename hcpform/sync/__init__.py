@@ -1,9 +1,9 @@
 """The sync of one submission to HCP: a claim with a lease, then small idempotent steps.
 
-customer → address → job, estimate or lead (with its pro) → dispatch. Each step stores the HCP id it obtained and commits
-at once, so a run that dies anywhere resumes where it stopped. A create whose answer was lost
-(timeout, dropped connection, worker killed) is looked for before it is sent again, so nothing
-is made twice.
+customer → address → job, estimate or lead (with its pro, assignment.py) → dispatch. Each step
+stores the HCP id it obtained and commits at once, so a run that dies anywhere resumes where it
+stopped. A create whose answer was lost (timeout, dropped connection, worker killed) is looked
+for before it is sent again, so nothing is made twice.
 
 lease.py holds the claim and its guard, steps.py the customer and address steps, records.py
 the job, estimate or lead; this module runs one attempt in that order and records how it ended

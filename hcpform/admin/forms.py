@@ -243,12 +243,6 @@ class DefaultsForm(FlaskForm):
         return _dedupe([t[:50] for t in tags if t])[:20]
 
 
-def _minutes(text: str | None) -> int | None:
-    """Return a visit length the entry accepted, else None (its own message says why)."""
-    text = (text or "").strip()
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
 class ServiceTypeEntry(Form):
     """One service type offered by the wizard and the HCP job type it becomes."""
 
@@ -268,12 +262,9 @@ class ServiceTypeEntry(Form):
     def validate_duration_minutes(self, field: Field) -> None:
         """Accept a whole number of minutes from 15 to 1440, or nothing (2 hours)."""
         text = validation.code_text(field.data or "").strip()
-        if not text:
-            field.data = ""
-            return
-        if not (text.isascii() and text.isdigit() and 15 <= int(text) <= 24 * 60):
+        if text and not (text.isascii() and text.isdigit() and 15 <= int(text) <= 24 * 60):
             raise ValidationError("Write the visit length in minutes, from 15 to 1440")
-        field.data = str(int(text))
+        field.data = int(text) if text else None
 
 
 class FormSettingsForm(FlaskForm):
@@ -327,8 +318,7 @@ class FormSettingsForm(FlaskForm):
     logo_url = StringField("Logo URL", [Optional(), Length(max=500)])
 
     cleaned: dict[str, Any]
-    # Set by the view before validating: HCP's employees, whether HCP could be read, and the
-    # territories stored (their ids stay valid while HCP cannot be asked).
+    # Set by the view: HCP's employees, whether HCP answered, and the stored territories.
     employees: list[dict[str, Any]]
     employees_readable: bool
     stored_territories: dict[str, list[str]]
@@ -352,7 +342,7 @@ class FormSettingsForm(FlaskForm):
                 "name": (e.form.name.data or "").strip(),
                 "job_type_id": e.form.job_type_id.data or None,
                 "creates": e.form.creates.data or "job",
-                "duration_minutes": _minutes(e.form.duration_minutes.data),
+                "duration_minutes": e.form.duration_minutes.data or None,  # checked on the row
                 "employee_ids": sorted(set(e.form.employee_ids.data or [])),
             }
             for e in field.entries

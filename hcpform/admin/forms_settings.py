@@ -208,7 +208,11 @@ def keep_other_settings(form: Form, entries: list[dict[str, Any]]) -> list[dict[
     """
     old = {s.get("name"): s for s in form.service_types or []}
     merged = [{**old.get(e["name"], {}), **e} for e in entries]
-    unset = {"creates": ("job", None), "duration_minutes": (None,), "employee_ids": ([],)}
+    unset: dict[str, tuple[Any, ...]] = {
+        "creates": ("job", None),
+        "duration_minutes": (None,),
+        "employee_ids": ([],),
+    }
     return [{k: v for k, v in m.items() if v not in unset.get(k, ())} for m in merged]
 
 

@@ -26,7 +26,9 @@ depends_on = None
 
 def upgrade():
     with op.batch_alter_table("form") as batch_op:
-        batch_op.add_column(sa.Column("territories", sa.JSON(), nullable=False, server_default="{}"))
+        batch_op.add_column(
+            sa.Column("territories", sa.JSON(), nullable=False, server_default="{}")
+        )
         batch_op.add_column(
             sa.Column("use_service_zones", sa.Boolean(), nullable=False, server_default=sa.false())
         )
@@ -36,9 +38,7 @@ def upgrade():
     with op.batch_alter_table("submission") as batch_op:
         batch_op.add_column(sa.Column("assigned_at", sa.DateTime(), nullable=True))
         batch_op.add_column(
-            sa.Column(
-                "hcp_employee_name", sa.String(length=200), nullable=False, server_default=""
-            )
+            sa.Column("hcp_employee_name", sa.String(length=200), nullable=False, server_default="")
         )
         batch_op.add_column(
             sa.Column("assignment_note", sa.String(length=300), nullable=False, server_default="")

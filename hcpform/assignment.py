@@ -187,15 +187,19 @@ def choose(
 ) -> Choice:
     """Return the pro for a submission's booked window, or why it needs assignment.
 
+    A refusal (4xx, 401 and 403 included: HCP's definition grants GET /service_zones to
+    application keys only) leaves the job for a person instead of stopping the sync; if the key
+    itself is bad, the record's POST that follows says so.
+
     Raises:
-        HcpError: when HCP cannot answer for now (the sync retries) or refuses the key.
+        HcpError: when HCP cannot answer for now (the sync retries).
     """
     if sub.schedule_kind != "booked" or not (sub.scheduled_start and sub.scheduled_end):
         return Choice(None, "", "Not booked in a window: assign a pro when you schedule it")
     try:
         return _choose(client, sub, time_zone)
     except HcpError as exc:
-        if exc.retryable or exc.kind == "auth":
+        if exc.retryable:
             raise
         logger.warning("Assignment skipped for %s: HCP answered %s", sub.reference, exc.status)
         return Choice(None, "", f"Housecall Pro did not answer who can take it ({exc.status})")

@@ -13,16 +13,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from hcpform.extensions import db
 from hcpform.jobs import sync_submission
-from hcpform.models import Form, Submission
+from hcpform.models import Form, HcpConnection, Submission
 from tests.admin_helpers import text
 from tests.factories import default_form, make_submission
 from tests.test_admin_forms import current_values, form_row
 from tests.test_sync import faults, run_until_done, state
 
 pytest_plugins = ["tests.admin_fixtures"]
+pytestmark = pytest.mark.both_dbs
 
 AUTH = {"Authorization": "Token sandbox-key"}
 CHICAGO = ZoneInfo("America/Chicago")
@@ -196,6 +198,23 @@ def test_a_tie_goes_to_the_same_pro_every_time(app_ctx, sandbox):
     assert chosen == [min(both), min(both)]  # two days, no jobs: a tie each time
 
 
+def test_a_pro_chosen_for_a_job_not_sent_yet_counts_as_taken(app_ctx, sandbox):
+    from hcpform.connection import make_client
+    from hcpform.sync.records import ensure_assignment
+
+    staff = pros(sandbox)
+    rules(service_employees=[staff["Marcus"], staff["Dana"]])
+    first = make_submission()
+    second = make_submission(email="g@example.com", phone="+13125550126")
+    db.session.commit()
+    # The first one's pro is chosen (and stored), its job not created yet: HCP can't see it.
+    ensure_assignment(make_client(), first, "America/Chicago")
+    assert first.hcp_employee_id == min(staff["Marcus"], staff["Dana"])
+    other = synced(second)
+    assert other.hcp_employee_id == max(staff["Marcus"], staff["Dana"])
+    assert synced(first).hcp_employee_id == min(staff["Marcus"], staff["Dana"])  # kept
+
+
 def test_no_eligible_pro_leaves_the_job_unassigned_and_tagged(app_ctx, sandbox):
     staff = pros(sandbox)
     rules(service_employees=[staff["Marcus"]], territories={staff["Marcus"]: ["787"]})
@@ -263,6 +282,24 @@ def test_dispatch_is_sent_once_when_the_form_says_so(app_ctx, sandbox):
     # Once synced, nothing is sent again.
     assert sync_submission(sub.id).startswith("skipped")
     assert len(state(sandbox)["dispatches"]) == 1
+
+
+def test_a_refused_dispatch_or_zone_lookup_never_fails_the_request(app_ctx, sandbox):
+    # HCP's definition grants both to application keys only: a company key may get a 403.
+    staff = pros(sandbox)
+    rules(service_employees=[staff["Dana"]], dispatch_jobs=True)
+    faults(sandbox, {"method": "PUT", "path": "/jobs/{job_id}/dispatch", "kind": "403"})
+    sub = synced(make_submission())
+    assert sub.hcp_employee_id == staff["Dana"] and sub.dispatched_at is None
+    assert sub.assignment_note.endswith("Housecall Pro refused the dispatch (403)")
+    rules(use_service_zones=True)
+    faults(sandbox, {"method": "GET", "path": "/service_zones", "kind": "403"})
+    other = synced(make_submission(zip="78745", email="f@example.com", phone="+13125550125"))
+    assert other.hcp_employee_id is None and "did not answer who can take it (403)" in (
+        other.assignment_note
+    )
+    assert "Needs assignment" in job_in_hcp(sandbox, other)["tags"]
+    assert db.session.scalar(select(HcpConnection.state)) != "disconnected"
 
 
 def test_no_dispatch_when_off_or_unassigned(app_ctx, sandbox):

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from .. import assignment
 from ..extensions import db
 from ..hcp import payloads
-from ..hcp.client import HousecallProClient
+from ..hcp.client import HcpError, HousecallProClient
 from ..models import Form, HcpCall, HcpConnection, Submission
 from ..timeutil import utcnow
 from .steps import SyncFailed, _mark_sent, _request
@@ -146,13 +146,26 @@ def _record_tags(sub: Submission, conn: HcpConnection) -> list[str]:
     return tags
 
 
+DISPATCH_REFUSED = "Housecall Pro refused the dispatch"
+
+
 def ensure_dispatch(client: HousecallProClient, sub: Submission) -> None:
     """Dispatch a job to its pro once, when the form says so (PUT: a repeat changes nothing)."""
     if not (sub.hcp_job_id and sub.hcp_employee_id) or sub.dispatched_at is not None:
         return
-    if not sub.form.dispatch_jobs:
+    if not sub.form.dispatch_jobs or DISPATCH_REFUSED in sub.assignment_note:
         return
-    client.dispatch_job(sub.hcp_job_id, [sub.hcp_employee_id])
+    try:
+        client.dispatch_job(sub.hcp_job_id, [sub.hcp_employee_id])
+    except HcpError as exc:
+        if exc.retryable:
+            raise
+        # The job exists and carries its pro: a refused dispatch (HCP's definition grants it to
+        # application keys only) is noted for the office, never a failed request.
+        note = f"{sub.assignment_note}; {DISPATCH_REFUSED} ({exc.status})"
+        sub.assignment_note = note[:300]
+        db.session.commit()
+        return
     sub.dispatched_at = utcnow()
     db.session.commit()
 

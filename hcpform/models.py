@@ -52,6 +52,12 @@ class Form(Model):
     scheduling_mode: Mapped[str] = mapped_column(String(16), default="booked")
     booking_days: Mapped[int] = mapped_column(Integer, default=14)  # days of windows shown
     lead_time_minutes: Mapped[int] = mapped_column(Integer, default=120)  # no window sooner
+    # Who does the work (assignment.py): ZIPs or ZIP prefixes per HCP employee id
+    # ({"pro_…": ["787", "78745"]}; a pro without an entry covers every ZIP), or HCP's own
+    # service zones instead; and whether a booked job is dispatched to its pro.
+    territories: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
+    use_service_zones: Mapped[bool] = mapped_column(Boolean, default=False)
+    dispatch_jobs: Mapped[bool] = mapped_column(Boolean, default=False)
     time_zone: Mapped[str] = mapped_column(String(64), default="America/Chicago")
     allowed_domains: Mapped[list[str]] = mapped_column(JSON, default=list)  # https origins
     published: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -199,6 +205,12 @@ class Submission(Model):
 
     # Room for job intelligence: technician, estimate or lead, revenue from webhooks.
     hcp_employee_id: Mapped[str | None] = mapped_column(String(64))
+    # The pro chosen for a booked window, stored before the job is sent (a resumed sync sends
+    # the same one): when it was decided (None: not yet), the name, why; when dispatched.
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hcp_employee_name: Mapped[str] = mapped_column(String(200), default="")
+    assignment_note: Mapped[str] = mapped_column(String(300), default="")
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     hcp_lead_id: Mapped[str | None] = mapped_column(String(64))
     hcp_estimate_id: Mapped[str | None] = mapped_column(String(64))
     job_work_status: Mapped[str | None] = mapped_column(String(32))

@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.webhooks.secret",
             "hcpform.webhooks.store",
             "hcpform.webhooks.apply",
+            "hcpform.assignment",
         },
     ),
     ("the HCP workflow", {"hcpform.sync", "hcpform.webhooks.reconcile"}),

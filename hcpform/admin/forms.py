@@ -34,7 +34,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .. import formdefs, validation
+from .. import assignment, formdefs, validation
 from ..models import Status
 from ..security import insecure_origins_refused, normalise_origin
 from ..webhooks.figures import STATUS_LABELS as HCP_STATUS_LABELS
@@ -274,6 +274,22 @@ class ServiceTypeEntry(Form):
     name = StringField("Service type", [Optional(), Length(max=100)])
     job_type_id = SelectField("HCP job type", choices=[], validate_choice=True)
     creates = SelectField("Creates in HCP", choices=list(formdefs.RECORD_KINDS), default="job")
+    # Who does the work (assignment.py): the visit's length, and the pros who may take it.
+    duration_minutes = StringField("Visit length (minutes)", [Optional(), Length(max=10)])
+    employee_ids = SelectMultipleField(
+        "Pros who may take it",
+        choices=[],
+        validate_choice=True,
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
+
+    def validate_duration_minutes(self, field: Field) -> None:
+        """Accept a whole number of minutes from 15 to 1440, or nothing (2 hours)."""
+        text = validation.code_text(field.data or "").strip()
+        if text and not (text.isascii() and text.isdigit() and 15 <= int(text) <= 24 * 60):
+            raise ValidationError("Write the visit length in minutes, from 15 to 1440")
+        field.data = int(text) if text else None
 
 
 class FormSettingsForm(FlaskForm):
@@ -316,6 +332,9 @@ class FormSettingsForm(FlaskForm):
         "Lead time (minutes)",
         [InputRequired("Enter a number of minutes"), NumberRange(0, 10_080, "Use 0 to 10080")],
     )
+    territories = TextAreaField("Territories")
+    use_service_zones = BooleanField("Use Housecall Pro's service zones instead")
+    dispatch_jobs = BooleanField("Dispatch booked jobs to the assigned pro")
     terms = TextAreaField("Terms text", [DataRequired("Enter the terms"), Length(max=10_000)])
     allowed_domains = TextAreaField("Allowed embedding domains")
     business_name = StringField("Business name", [Optional(), Length(max=200)])
@@ -324,10 +343,15 @@ class FormSettingsForm(FlaskForm):
     logo_url = StringField("Logo URL", [Optional(), Length(max=500)])
 
     cleaned: dict[str, Any]
+    # Set by the view: HCP's employees, whether HCP answered, and the stored territories.
+    employees: list[dict[str, Any]]
+    employees_readable: bool
+    stored_territories: dict[str, list[str]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cleaned = {}
+        self.employees, self.employees_readable, self.stored_territories = [], True, {}
 
     def validate_service_types(self, field: FieldList[FormField[ServiceTypeEntry]]) -> None:
         """Require at least one service type, each named once."""
@@ -343,10 +367,24 @@ class FormSettingsForm(FlaskForm):
                 "name": (e.form.name.data or "").strip(),
                 "job_type_id": e.form.job_type_id.data or None,
                 "creates": e.form.creates.data or "job",
+                "duration_minutes": e.form.duration_minutes.data or None,  # checked on the row
+                "employee_ids": sorted(set(e.form.employee_ids.data or [])),
             }
             for e in field.entries
             if (e.form.name.data or "").strip()
         ]
+
+    def validate_territories(self, field: Field) -> None:
+        """Read one line per pro, "Marcus Reyes: 787, 78745"; name each bad line."""
+        territories, errors = assignment.parse_territories(
+            field.data,
+            self.employees,
+            known_ids=set(self.stored_territories),
+            readable=self.employees_readable,
+        )
+        if errors:
+            raise ValidationError("; ".join(errors))
+        self.cleaned["territories"] = territories
 
     def validate_service_area_zips(self, field: Field) -> None:
         """Check every ZIP; name the ones that are not ZIP codes."""

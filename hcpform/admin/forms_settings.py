@@ -11,7 +11,7 @@ from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
-from .. import formdefs
+from .. import assignment, formdefs
 from ..extensions import db
 from ..models import Form, Submission
 from ..timeutil import utcnow
@@ -28,7 +28,7 @@ from .forms import (
 SIMPLE_FIELDS = (
     "name", "published", "sync_enabled", "submissions_per_hour", "booking_horizon_days",
     "business_name", "brand_color", "logo_url", "scheduling_mode", "booking_days",
-    "lead_time_minutes",
+    "lead_time_minutes", "use_service_zones", "dispatch_jobs",
 )  # fmt: skip
 # Settings of a service type the page does not edit; a save keeps them (by the type's name).
 
@@ -74,7 +74,7 @@ def new_form() -> ResponseReturnValue:
     return render_template("admin/form_new.html", wt=wt, template=formdefs.TEMPLATE_NAME), status
 
 
-def _initial(form: Form) -> dict[str, Any]:
+def _initial(form: Form, lists: settings.HcpLists) -> dict[str, Any]:
     """Return the settings form's values for a Form row (plus one blank service-type row)."""
     data: dict[str, Any] = {name: getattr(form, name) for name in SIMPLE_FIELDS}
     data["service_types"] = [
@@ -82,9 +82,11 @@ def _initial(form: Form) -> dict[str, Any]:
             "name": s["name"],
             "job_type_id": s.get("job_type_id") or "",
             "creates": formdefs.record_kind(form.service_types, s["name"]),
+            "duration_minutes": str(s.get("duration_minutes") or ""),
+            "employee_ids": list(s.get("employee_ids") or []),
         }
         for s in form.service_types
-    ] + [{"name": "", "job_type_id": "", "creates": "job"}]
+    ] + [{"name": "", "job_type_id": "", "creates": "job", "employee_ids": []}]
     data["service_area_zips"] = ", ".join(form.service_area_zips or [])
     data["time_windows"] = format_time_windows(form.time_windows or [])
     data["closed_weekdays"] = list(form.closed_weekdays or [])
@@ -92,7 +94,42 @@ def _initial(form: Form) -> dict[str, Any]:
     data["allowed_domains"] = "\n".join(form.allowed_domains or [])
     data["business_phone"] = format_phone(form.business_phone) if form.business_phone else ""
     data["terms"] = form.current_terms.text if form.current_terms else ""
+    data["territories"] = assignment.format_territories(
+        form.territories or {}, lists.employees, readable=not lists.problem
+    )
     return data
+
+
+def _employee_choices(lists: settings.HcpLists, chosen: list[str]) -> list[tuple[str, str]]:
+    """Return HCP's employees by name, then any chosen id HCP no longer has, marked as such."""
+    choices = []
+    for e in sorted(lists.employees, key=lambda e: assignment.employee_name(e).casefold()):
+        name = assignment.employee_name(e)
+        choices.append(
+            (str(e["id"]), name if assignment.bookable(e) else f"{name} (not booked online)")
+        )
+    known = {c[0] for c in choices}
+    note = "can't check now" if lists.problem else "no longer in HCP"
+    choices += [(i, f"{i} ({note})") for i in chosen if i not in known]
+    return choices
+
+
+def employee_warnings(form: Form, lists: settings.HcpLists) -> list[str]:
+    """Return a warning for each pro a form's rules name that HCP no longer has."""
+    if lists.problem:
+        return []
+    ids = {str(e["id"]) for e in lists.employees}
+    gone = [
+        (s["name"], i)
+        for s in form.service_types
+        for i in s.get("employee_ids") or []
+        if i not in ids
+    ] + [("Territories", i) for i in form.territories or {} if i not in ids]
+    return [
+        f"{where} names the pro {employee_id}, who is no longer in Housecall Pro. "
+        "Untick or remove them."
+        for where, employee_id in gone
+    ]
 
 
 def _job_type_choices(form: Form, lists: settings.HcpLists) -> list[tuple[str, str]]:
@@ -125,10 +162,16 @@ def form_settings(slug: str) -> ResponseReturnValue:
     """Edit a form's settings (not its field mapping)."""
     form = _form_or_404(slug)
     lists = settings.hcp_lists()
-    wt = FormSettingsForm(data=_initial(form))
+    wt = FormSettingsForm(data=_initial(form, lists))
     choices = _job_type_choices(form, lists)
+    # Ids HCP no longer has stay choices only where they are stored (never from the POST).
+    stored = list(dict.fromkeys(i for s in form.service_types for i in s.get("employee_ids") or []))
+    pros = _employee_choices(lists, stored)
     for entry in wt.service_types:
         entry.form.job_type_id.choices = choices
+        entry.form.employee_ids.choices = pros
+    wt.employees, wt.employees_readable = lists.employees, not lists.problem
+    wt.stored_territories = dict(form.territories or {})
     if wt.validate_on_submit():
         problem = settings.publish_problem(form.definition) if wt.published.data else ""
         if problem:
@@ -150,7 +193,7 @@ def form_settings(slug: str) -> ResponseReturnValue:
             form_row=form,
             wt=wt,
             lists=lists,
-            warnings=job_type_warnings(form, lists),
+            warnings=job_type_warnings(form, lists) + employee_warnings(form, lists),
             problem=settings.publish_problem(form.definition),
         ),
         400 if wt.errors else 200,
@@ -160,13 +203,17 @@ def form_settings(slug: str) -> ResponseReturnValue:
 def keep_other_settings(form: Form, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the edited service types keeping each one's settings this page does not show.
 
-    "creates" is stored only when it is not the default (job), so old rows stay as they were.
+    "creates" is stored only when it is not the default (job), and a visit length or a list
+    of pros only when set, so old rows stay as they were.
     """
     old = {s.get("name"): s for s in form.service_types or []}
     merged = [{**old.get(e["name"], {}), **e} for e in entries]
-    return [
-        {k: v for k, v in m.items() if not (k == "creates" and v in ("job", None))} for m in merged
-    ]
+    unset: dict[str, tuple[Any, ...]] = {
+        "creates": ("job", None),
+        "duration_minutes": (None,),
+        "employee_ids": ([],),
+    }
+    return [{k: v for k, v in m.items() if v not in unset.get(k, ())} for m in merged]
 
 
 @bp.post("/forms/<slug>/leads-only")

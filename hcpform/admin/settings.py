@@ -81,11 +81,12 @@ def save_defaults(
 
 @dataclass
 class HcpLists:
-    """HCP's job types and lead sources for the selects, or why they could not be read."""
+    """HCP's job types, lead sources and employees for the selects, or why they can't be read."""
 
     job_types: list[dict[str, Any]] = field(default_factory=list)
     lead_sources: list[dict[str, Any]] = field(default_factory=list)
     problem: str = ""
+    employees: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def job_type_ids(self) -> set[str]:
@@ -94,7 +95,7 @@ class HcpLists:
 
 
 def hcp_lists() -> HcpLists:
-    """Read job types and lead sources from HCP (cached by the client); never raise."""
+    """Read job types, lead sources and employees from HCP (cached by the client); never raise."""
     conn = connection_row()
     if key_source(conn) == "none":
         return HcpLists(problem="There is no API key yet, so HCP's lists can't be read.")
@@ -103,7 +104,11 @@ def hcp_lists() -> HcpLists:
     try:
         client = make_client()
         client.timeout = (float(current_app.config["HCP_CONNECT_TIMEOUT"]), LIST_READ_TIMEOUT)
-        return HcpLists(job_types=client.job_types(), lead_sources=client.lead_sources())
+        return HcpLists(
+            job_types=client.job_types(),
+            lead_sources=client.lead_sources(),
+            employees=client.employees(),
+        )
     except (HcpError, ValueError) as exc:
         logger.warning("Could not read HCP's lists: %s", exc)
         return HcpLists(problem="Housecall Pro could not be reached, so its lists are not shown.")

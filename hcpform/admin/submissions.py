@@ -136,13 +136,40 @@ def submission(sub_id: int) -> ResponseReturnValue:
         "admin/submission.html",
         sub=sub,
         answers=stats.answer_groups(sub),
-        events=stats.timeline(sub.id),
+        events=sorted(
+            [*stats.timeline(sub.id), *assignment_events(sub)], key=lambda e: (e.at, e.kind)
+        ),
         manual_form=ManualForm(),
         hcp_web=current_app.config["HCP_WEB_URL"].rstrip("/"),
         statuses=STATUS_LABELS,
         retryable=sub.status in actions.RETRYABLE or sub.status == Status.SYNCING,
         manual_allowed=sub.status in actions.MANUAL_FROM,
     )
+
+
+def assignment_events(sub: Submission) -> list[stats.Event]:
+    """Return the timeline lines of who does the work: the pro chosen (or none), the dispatch."""
+    events = []
+    if sub.assigned_at is not None:
+        if sub.hcp_employee_id:
+            title = f"Assigned to {sub.hcp_employee_name or sub.hcp_employee_id}"
+            who = f" ({sub.hcp_employee_id})" if sub.hcp_employee_name else ""
+            events.append(
+                stats.Event(sub.assigned_at, "assignment", title + who, "assigned", None,
+                            sub.assignment_note, True)
+            )  # fmt: skip
+        else:
+            events.append(
+                stats.Event(sub.assigned_at, "assignment", "Needs assignment", "unassigned",
+                            None, sub.assignment_note, None)
+            )  # fmt: skip
+    if sub.dispatched_at is not None:
+        events.append(
+            stats.Event(sub.dispatched_at, "assignment",
+                        f"Dispatched to {sub.hcp_employee_name or sub.hcp_employee_id}",
+                        "dispatched", None, "", True)
+        )  # fmt: skip
+    return events
 
 
 def _back(sub_id: int) -> ResponseReturnValue:

@@ -630,6 +630,31 @@ class HousecallProClient:
         """Return online-booking windows (show_for_days, start_date, service_id, ...)."""
         return self._object("GET", "/company/schedule_availability/booking_windows", params=params)
 
+    def service_zones(self, zip_code: str) -> list[dict[str, Any]]:
+        """Return the service zones that cover a ZIP, with their pros (cached per ZIP)."""
+        return self._cached(
+            f"service_zones:{zip_code}",
+            lambda: list(
+                self.iter_pages("/service_zones", "service_zones", params={"zip_code": zip_code})
+            ),
+        )
+
+    def scheduled_jobs(
+        self, *, start_min: str, start_max: str, employee_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        """Return the jobs of these employees scheduled to start in [start_min, start_max]."""
+        params = {
+            "scheduled_start_min": start_min,
+            "scheduled_start_max": start_max,
+            "employee_ids": list(employee_ids),
+        }
+        return list(self.iter_pages("/jobs", "jobs", params=params))
+
+    def dispatch_job(self, job_id: str, employee_ids: list[str]) -> dict[str, Any]:
+        """Dispatch a job to exactly these employees (PUT: sending it again changes nothing)."""
+        body = {"dispatched_employees": [{"employee_id": e} for e in employee_ids]}
+        return self._object("PUT", f"/jobs/{_seg(job_id)}/dispatch", json=body)
+
     def create_lead_source(self, name: str) -> dict[str, Any]:
         """Create a lead source and return it; the cached list is dropped."""
         created = self._object("POST", "/lead_sources", json={"name": name})

@@ -16,6 +16,7 @@ from .types import ServiceRequest
 
 URGENCY_LABELS = {"emergency": "Emergency", "soon": "Soon", "flexible": "Flexible"}
 PREFERRED_TIME_TAG = "Preferred time"
+NEEDS_ASSIGNMENT_TAG = "Needs assignment"  # a job or estimate that no pro was assigned to
 
 
 def reference_marker(reference: str) -> str:
@@ -195,6 +196,7 @@ def estimate_body(
     tags: list[str],
     window_label: str,
     time_zone: str,
+    employee_ids: list[str] | None = None,
 ) -> dict[str, Any]:
     """Return an EstimateCreate body: customer, address, schedule when booked, note, tags.
 
@@ -216,6 +218,8 @@ def estimate_body(
         }
     if job_type_id:
         body["estimate_fields"] = {"job_type_id": job_type_id}
+    if employee_ids:
+        body["assigned_employee_ids"] = employee_ids
     if lead_source:
         body["lead_source"] = lead_source
     return body

@@ -1,9 +1,9 @@
 """The sync of one submission to HCP: a claim with a lease, then small idempotent steps.
 
-customer → address → job, estimate or lead. Each step stores the HCP id it obtained and commits
-at once, so a run that dies anywhere resumes where it stopped. A create whose answer was lost
-(timeout, dropped connection, worker killed) is looked for before it is sent again, so nothing
-is made twice.
+customer → address → job, estimate or lead (with its pro, assignment.py) → dispatch. Each step
+stores the HCP id it obtained and commits at once, so a run that dies anywhere resumes where it
+stopped. A create whose answer was lost (timeout, dropped connection, worker killed) is looked
+for before it is sent again, so nothing is made twice.
 
 lease.py holds the claim and its guard, steps.py the customer and address steps, records.py
 the job, estimate or lead; this module runs one attempt in that order and records how it ended
@@ -36,7 +36,13 @@ from ..hcp.client import HcpError, HousecallProClient
 from ..models import HcpConnection, Status, Submission, SyncAttempt
 from ..timeutil import utcnow
 from .lease import LeaseLost, _current_run, claim
-from .records import created_message, ensure_record, record_job_type, resolve_lead_source
+from .records import (
+    created_message,
+    ensure_dispatch,
+    ensure_record,
+    record_job_type,
+    resolve_lead_source,
+)
 from .steps import SyncFailed, ensure_address, ensure_customer, person_lock
 
 logger = logging.getLogger(__name__)
@@ -54,6 +60,7 @@ def run_steps(client: HousecallProClient, sub: Submission, conn: HcpConnection) 
         found = ensure_customer(client, sub, conn, lead_source)
         ensure_address(client, sub, found)
     ensure_record(client, sub, conn, kind, job_type_id, lead_source)
+    ensure_dispatch(client, sub)
 
 
 def sync_submission(submission_id: int) -> str:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from .. import assignment
 from ..extensions import db
 from ..hcp import payloads
-from ..hcp.client import HousecallProClient
+from ..hcp.client import HcpError, HousecallProClient
 from ..models import Form, HcpCall, HcpConnection, Submission
+from ..timeutil import utcnow
 from .steps import SyncFailed, _mark_sent, _request
 
 logger = logging.getLogger(__name__)
@@ -43,15 +46,17 @@ def ensure_job(
                 return
     customer_id, address_id = _customer_and_address(sub)
     window_label, time_zone = _note_context(sub, conn)
+    ensure_assignment(client, sub, time_zone)
     body = payloads.job_body(
         _request(sub),
         customer_id=customer_id,
         address_id=address_id,
         job_type_id=job_type_id,
         lead_source=lead_source,
-        tags=list(conn.default_tags or []),
+        tags=_record_tags(sub, conn),
         window_label=window_label,
         time_zone=time_zone,
+        employee_ids=_assigned(sub),
     )
     _mark_sent(sub, "job")
     created = client.create_job(body)
@@ -103,6 +108,68 @@ def ensure_record(
         ensure_job(client, sub, conn, job_type_id, lead_source)
 
 
+def ensure_assignment(client: HousecallProClient, sub: Submission, time_zone: str) -> None:
+    """Choose the pro once and store the choice before the record is sent.
+
+    A resumed sync finds it stored and sends the same pro; "no pro" is stored the same way
+    (the record then carries the `Needs assignment` tag).
+    """
+    if sub.assigned_at is not None:
+        return
+    if sub.schedule_kind == "booked" and sub.scheduled_start is not None:
+        day = f"{sub.scheduled_start.astimezone(ZoneInfo(time_zone)):%Y%m%d}"
+        with assignment.assignment_lock(client.fingerprint, day):
+            _store_choice(sub, assignment.choose(client, sub, time_zone=time_zone))
+    else:
+        _store_choice(sub, assignment.choose(client, sub, time_zone=time_zone))
+
+
+def _store_choice(sub: Submission, choice: assignment.Choice) -> None:
+    sub.hcp_employee_id = choice.employee_id
+    sub.hcp_employee_name = choice.name[:200]
+    sub.assignment_note = choice.note[:300]
+    sub.assigned_at = utcnow()
+    db.session.commit()
+    logger.info("Assignment for %s: %s", sub.reference, choice.employee_id or "needs assignment")
+
+
+def _assigned(sub: Submission) -> list[str] | None:
+    """Return the assigned pro's id as the record's assigned_employee_ids, or None."""
+    return [sub.hcp_employee_id] if sub.hcp_employee_id else None
+
+
+def _record_tags(sub: Submission, conn: HcpConnection) -> list[str]:
+    """Return the extra tags of a job or estimate: the defaults, and `Needs assignment`."""
+    tags = list(conn.default_tags or [])
+    if not sub.hcp_employee_id:
+        tags.append(payloads.NEEDS_ASSIGNMENT_TAG)
+    return tags
+
+
+DISPATCH_REFUSED = "Housecall Pro refused the dispatch"
+
+
+def ensure_dispatch(client: HousecallProClient, sub: Submission) -> None:
+    """Dispatch a job to its pro once, when the form says so (PUT: a repeat changes nothing)."""
+    if not (sub.hcp_job_id and sub.hcp_employee_id) or sub.dispatched_at is not None:
+        return
+    if not sub.form.dispatch_jobs or DISPATCH_REFUSED in sub.assignment_note:
+        return
+    try:
+        client.dispatch_job(sub.hcp_job_id, [sub.hcp_employee_id])
+    except HcpError as exc:
+        if exc.retryable:
+            raise
+        # The job exists and carries its pro: a refused dispatch (HCP's definition grants it to
+        # application keys only) is noted for the office, never a failed request.
+        note = f"{sub.assignment_note}; {DISPATCH_REFUSED} ({exc.status})"
+        sub.assignment_note = note[:300]
+        db.session.commit()
+        return
+    sub.dispatched_at = utcnow()
+    db.session.commit()
+
+
 def _customer_and_address(sub: Submission) -> tuple[str, str]:
     """Return the HCP customer and address ids every record is made for (stored by then)."""
     customer_id, address_id = sub.hcp_customer_id, sub.hcp_address_id
@@ -139,15 +206,17 @@ def ensure_estimate(
                 sub.hcp_estimate_id = estimate["id"]
                 db.session.commit()
                 return
+    ensure_assignment(client, sub, time_zone)
     body = payloads.estimate_body(
         _request(sub),
         customer_id=customer_id,
         address_id=address_id,
         job_type_id=job_type_id,
         lead_source=lead_source,
-        tags=list(conn.default_tags or []),
+        tags=_record_tags(sub, conn),
         window_label=window_label,
         time_zone=time_zone,
+        employee_ids=_assigned(sub),
     )
     _mark_sent(sub, "estimate")
     created = client.create_estimate(body)

@@ -249,6 +249,7 @@ class ServiceTypeEntry(Form):
     name = StringField("Service type", [Optional(), Length(max=100)])
     job_type_id = SelectField("HCP job type", choices=[], validate_choice=True)
     creates = SelectField("Creates in HCP", choices=list(formdefs.RECORD_KINDS), default="job")
+    repeats = SelectField("Repeats", choices=list(formdefs.REPEAT_CHOICES), default="")
 
 
 class FormSettingsForm(FlaskForm):
@@ -318,6 +319,7 @@ class FormSettingsForm(FlaskForm):
                 "name": (e.form.name.data or "").strip(),
                 "job_type_id": e.form.job_type_id.data or None,
                 "creates": e.form.creates.data or "job",
+                "repeats": e.form.repeats.data or "",
             }
             for e in field.entries
             if (e.form.name.data or "").strip()

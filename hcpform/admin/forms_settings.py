@@ -82,9 +82,10 @@ def _initial(form: Form) -> dict[str, Any]:
             "name": s["name"],
             "job_type_id": s.get("job_type_id") or "",
             "creates": formdefs.record_kind(form.service_types, s["name"]),
+            "repeats": formdefs.repeat_frequency(form.service_types, s["name"]),
         }
         for s in form.service_types
-    ] + [{"name": "", "job_type_id": "", "creates": "job"}]
+    ] + [{"name": "", "job_type_id": "", "creates": "job", "repeats": ""}]
     data["service_area_zips"] = ", ".join(form.service_area_zips or [])
     data["time_windows"] = format_time_windows(form.time_windows or [])
     data["closed_weekdays"] = list(form.closed_weekdays or [])
@@ -160,13 +161,13 @@ def form_settings(slug: str) -> ResponseReturnValue:
 def keep_other_settings(form: Form, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the edited service types keeping each one's settings this page does not show.
 
-    "creates" is stored only when it is not the default (job), so old rows stay as they were.
+    "creates" and "repeats" are stored only when not the default (a job; no repeat), so old
+    rows stay as they were.
     """
     old = {s.get("name"): s for s in form.service_types or []}
     merged = [{**old.get(e["name"], {}), **e} for e in entries]
-    return [
-        {k: v for k, v in m.items() if not (k == "creates" and v in ("job", None))} for m in merged
-    ]
+    defaults = {"creates": ("job", None), "repeats": ("", None)}
+    return [{k: v for k, v in m.items() if v not in defaults.get(k, ())} for m in merged]
 
 
 @bp.post("/forms/<slug>/leads-only")

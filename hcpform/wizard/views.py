@@ -391,6 +391,8 @@ def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
             if value in ("", None) and not field.get("required"):
                 continue
             items.append({"label": field["label"].replace(" (optional)", ""), "value": value})
+        if date_name and time_name:
+            items.extend(_repeat_rows(form, draft))
         rows.append(
             {
                 "title": step_def["title"],
@@ -399,6 +401,16 @@ def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _repeat_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
+    """Return the review's "Repeat this visit" row when the chosen service type may repeat."""
+    frequency = formdefs.repeat_frequency(form.service_types, service_type_of(form, draft))
+    if not frequency:
+        return []
+    chosen = bool((draft.answers or {}).get(submissions.REPEAT_ANSWER))
+    label = formdefs.repeat_label(frequency)
+    return [{"label": "Repeat this visit", "value": f"Yes, {label}" if chosen else "No"}]
 
 
 @bp.get("/<slug>/done")

@@ -163,6 +163,12 @@ class LoginForm(FlaskForm):
     )
 
 
+def _page_in_range(form: Any, field: Field) -> None:
+    """Accept a page number from 1 to 100,000 (any int compared as an int)."""
+    if field.data is not None and not 1 <= field.data <= 100_000:
+        raise ValidationError("Use a page from 1 to 100000")
+
+
 class SubmissionFilterForm(FlaskForm):
     """Filters and search of the submissions list (a GET form: no CSRF, nothing changes)."""
 
@@ -179,7 +185,8 @@ class SubmissionFilterForm(FlaskForm):
     customer_type = SelectField("Customer type", choices=[("", "Any customer"), *CUSTOMER_TYPES])
     date_from = DateField("From", [Optional()])
     date_to = DateField("To", [Optional()])
-    page = IntegerField("Page", [Optional(), NumberRange(min=1, max=100_000)])
+    # Not NumberRange: it compares through float(), which overflows on a 400-digit number.
+    page = IntegerField("Page", [Optional(), _page_in_range])
 
     def values(self) -> dict[str, Any]:
         """Return the filters that hold a valid value (a bad one is ignored, not an error)."""

@@ -75,9 +75,7 @@ def original(**overrides: Any) -> Submission:
 
 def follow_ups_of(sub_id: int) -> list[Submission]:
     db.session.expire_all()
-    return list(
-        db.session.scalars(select(Submission).where(Submission.follow_up_of == sub_id))
-    )
+    return list(db.session.scalars(select(Submission).where(Submission.follow_up_of == sub_id)))
 
 
 # -- the homeowner's opt-in ---------------------------------------------------------------
@@ -111,8 +109,7 @@ def test_a_ticked_opt_in_shows_on_the_review_and_sets_the_series(app, client, sa
     job = state(sandbox)["jobs"][0]
     notes = " ".join(n["content"] for n in job["notes"])
     assert (
-        "Recurring maintenance: every 3 months; follow-up requests are created by hcpform"
-        in notes
+        "Recurring maintenance: every 3 months; follow-up requests are created by hcpform" in notes
     )
     assert "Recurring maintenance" not in job["tags"]  # the tag marks the follow-ups
 
@@ -294,9 +291,7 @@ def test_admin_shows_the_series_and_stop_repeating_ends_it(app, admin_client):
     assert "no longer repeats" in page and "Stop repeating</button>" not in page
     assert "None: stopped on" in page
     with app.app_context():
-        entry = db.session.scalar(
-            select(AuditEntry).where(AuditEntry.action == "stop repeating")
-        )
+        entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "stop repeating"))
         assert entry is not None and entry.target == ref
         assert recurring.create_due_follow_ups(utcnow() + timedelta(days=400)) == []
         assert db.session.scalar(select(func.count()).select_from(Submission)) == 2

@@ -305,7 +305,8 @@ def build_step_form(
     booked = bool(slots and slots.kind == BOOKED and date_name and time_name)
     if date_name and time_name:
         attrs["schedule_kind"] = BOOKED if booked else PREFERENCE
-        frequency = formdefs.repeat_frequency(form.service_types, _chosen_service(form, known or {}))
+        service = _chosen_service(form, known or {})
+        frequency = formdefs.repeat_frequency(form.service_types, service)
         attrs["repeat_offer"] = formdefs.repeat_label(frequency)
         attrs[REPEAT_FIELD] = BooleanField(
             f"Repeat this visit {attrs['repeat_offer']}".strip(),

@@ -39,7 +39,7 @@ from .forms import (
     date_bounds,
 )
 from .limits import limit_submissions, refuse_over
-from .slots import booked_window, days_shown, service_type_of, slots_for
+from .slots import booked_window, days_shown, repeat_rows, service_type_of, slots_for
 from .tokens import current_token, given_token, is_embed, well_formed, with_cookie
 
 logger = logging.getLogger(__name__)
@@ -392,7 +392,7 @@ def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
                 continue
             items.append({"label": field["label"].replace(" (optional)", ""), "value": value})
         if date_name and time_name:
-            items.extend(_repeat_rows(form, draft))
+            items.extend(repeat_rows(form, draft))
         rows.append(
             {
                 "title": step_def["title"],
@@ -401,16 +401,6 @@ def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _repeat_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
-    """Return the review's "Repeat this visit" row when the chosen service type may repeat."""
-    frequency = formdefs.repeat_frequency(form.service_types, service_type_of(form, draft))
-    if not frequency:
-        return []
-    chosen = bool((draft.answers or {}).get(submissions.REPEAT_ANSWER))
-    label = formdefs.repeat_label(frequency)
-    return [{"label": "Repeat this visit", "value": f"Yes, {label}" if chosen else "No"}]
 
 
 @bp.get("/<slug>/done")

@@ -275,8 +275,12 @@ def record_kind(service_types: list[dict[str, Any]], name: str) -> str:
 
 
 # A service type may repeat (recurring maintenance): its frequency, in months, and its wording.
-REPEAT_CHOICES = (("", "Doesn't repeat"), ("monthly", "Monthly"), ("quarterly", "Every 3 months"),
-                  ("yearly", "Yearly"))  # fmt: skip
+REPEAT_CHOICES = (
+    ("", "Doesn't repeat"),
+    ("monthly", "Monthly"),
+    ("quarterly", "Quarterly (every 3 months)"),
+    ("yearly", "Yearly"),
+)
 REPEAT_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
 
 

@@ -320,3 +320,13 @@ def test_the_form_settings_mark_a_service_type_recurring(app, admin_client):
     assert current_values(admin_client, url)["service_types-1-repeats"] == "quarterly"
     data["service_types-1-repeats"] = "weekly"
     assert admin_client.post(url, data=data).status_code == 400
+
+
+def test_due_days_count_from_the_visit_day_at_the_end_of_a_month(app_ctx):
+    from datetime import date
+
+    assert add_months(date(2027, 1, 31), 1) == date(2027, 2, 28)
+    assert add_months(date(2027, 11, 30), 3) == date(2028, 2, 29)
+    sub = original(repeat_every="monthly", booking_date=date(2027, 1, 31))
+    assert recurring.following_due(sub, date(2027, 2, 28)) == date(2027, 3, 31)
+    assert recurring.following_due(sub, date(2027, 3, 31)) == date(2027, 4, 30)

@@ -272,3 +272,28 @@ def record_kind(service_types: list[dict[str, Any]], name: str) -> str:
     entry = next((s for s in service_types or [] if s.get("name") == name), None)
     kind = (entry or {}).get("creates") or "job"
     return kind if kind in dict(RECORD_KINDS) else "job"
+
+
+# A service type may repeat (recurring maintenance): its frequency, in months, and its wording.
+REPEAT_CHOICES = (
+    ("", "Doesn't repeat"),
+    ("monthly", "Monthly"),
+    ("quarterly", "Quarterly (every 3 months)"),
+    ("yearly", "Yearly"),
+)
+REPEAT_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
+
+
+def repeat_frequency(service_types: list[dict[str, Any]], name: str) -> str:
+    """Return how often this service type may repeat ('monthly', 'quarterly', 'yearly') or ''."""
+    entry = next((s for s in service_types or [] if s.get("name") == name), None)
+    frequency = str((entry or {}).get("repeats") or "")
+    return frequency if frequency in REPEAT_MONTHS else ""
+
+
+def repeat_label(frequency: str) -> str:
+    """Return a frequency as a homeowner reads it: "every 3 months" ('' for none)."""
+    months = REPEAT_MONTHS.get(frequency)
+    if months is None:
+        return ""
+    return {1: "every month", 12: "every year"}.get(months, f"every {months} months")

@@ -20,8 +20,9 @@ from rq.exceptions import NoSuchJobError
 from rq.job import JobStatus
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
-from . import sync
+from . import recurring, sync
 from .connection import connection_row
 from .extensions import db, get_redis, rowcount
 from .models import Status, Submission
@@ -61,11 +62,18 @@ def enqueue_retry(submission_id: int) -> bool:
 def sweep() -> int:
     """Re-enqueue submissions left pending, or claimed by a worker that died; return how many.
 
+    It first creates the follow-ups of repeating visits that fell due (recurring.py).
+
     A row is enqueued by at most one sweeper: each claims it with a conditional update of
     `enqueued_at` first, so two sweeps running at once don't both enqueue it. A row whose job
     still waits on the queue (a backlog) is not enqueued again: the count is new jobs only.
     """
     now = utcnow()
+    try:  # recurring maintenance: due follow-ups become pending rows, enqueued just below
+        recurring.create_due_follow_ups(now)
+    except SQLAlchemyError:  # the sweep's own work must not wait on it
+        logger.exception("Could not create the due follow-ups")
+        db.session.rollback()
     grace = timedelta(seconds=int(current_app.config["SWEEP_PENDING_GRACE_SECONDS"]))
     stale = or_(Submission.enqueued_at.is_(None), Submission.enqueued_at <= now - grace)
     due = or_(

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from . import formdefs
 from .extensions import Model, db
 from .timeutil import UTCDateTime, utcnow
 
@@ -232,8 +233,18 @@ class Submission(Model):
     # {invoice id or "_job": {"amount", "due", "status", "paid_at", "at", "source"}}
     hcp_money: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     hcp_reconciled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Recurring maintenance (recurring.py): the homeowner opted in to repeat this visit
+    # ("monthly", "quarterly", "yearly"; "" = no), and the day the next follow-up falls due
+    # (None once stopped). A follow-up row points at the original and keeps the day it was
+    # due for: one follow-up per original and day (uq_submission_follow_up).
+    repeat_every: Mapped[str] = mapped_column(String(16), default="")
+    next_follow_up: Mapped[date | None] = mapped_column(Date, index=True)
+    repeat_stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    follow_up_of: Mapped[int | None] = mapped_column(ForeignKey("submission.id"), index=True)
+    follow_up_due: Mapped[date | None] = mapped_column(Date)
 
     form: Mapped[Form] = relationship()
+    original: Mapped[Submission | None] = relationship(remote_side="Submission.id")
     terms_version: Mapped[TermsVersion | None] = relationship()
     attempts_log: Mapped[list[SyncAttempt]] = relationship(
         back_populates="submission", order_by="SyncAttempt.id"
@@ -246,6 +257,7 @@ class Submission(Model):
         Index("ix_submission_created_outcome", "created_at", "status", "customer_matched_by"),
         Index("ix_submission_form_status", "form_id", "status"),
         Index("ix_submission_draft_job", "draft_id", "hcp_job_id"),
+        db.UniqueConstraint("follow_up_of", "follow_up_due", name="uq_submission_follow_up"),
     )
 
     @property
@@ -264,6 +276,22 @@ class Submission(Model):
             if record_id:
                 return kind, record_id
         return None
+
+    @property
+    def repeat_label(self) -> str:
+        """Return how often the visit repeats, as the job notes say it ("every 3 months")."""
+        return formdefs.repeat_label(self.repeat_every or "")
+
+    @property
+    def follows(self) -> str:
+        """Return, for a follow-up, the original's HCP record and reference (else '')."""
+        original = self.original
+        if original is None:
+            return ""
+        record = original.hcp_record
+        return (f"HCP {record[0]} {record[1]} / " if record else "") + (
+            f"reference {original.reference}"
+        )
 
 
 class SyncAttempt(Model):

@@ -14,7 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from . import availability, formdefs, validation
 from .extensions import db, rowcount
 from .models import Draft, Form, FunnelCount, OutOfAreaRequest, Status, Submission
+from .timeutil import add_months
 
+# The draft answer that holds "repeat this visit" (ticked on the step that picks the time).
+REPEAT_ANSWER = "_repeat"
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U/V confusion
 ATTRIBUTION_LIMIT = 1000
 
@@ -194,6 +197,10 @@ def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) ->
         window_id = str(a.get("_window_label") or "")[:32]
     kind = availability.BOOKED if a.get("_schedule_kind") == availability.BOOKED else "preference"
     first_time = key("isFirstTimeClient")
+    # Asked on the step that picks the time, and checked again: the service type may have
+    # changed since, or stopped repeating in the form's settings.
+    repeat = formdefs.repeat_frequency(form.service_types, key("booking_type"))
+    repeat = repeat if a.get(REPEAT_ANSWER) and repeat else ""
     attr = draft.attribution or {}
     public_answers = {k: v for k, v in a.items() if not k.startswith("_")}
     return Submission(
@@ -224,6 +231,10 @@ def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) ->
         scheduled_start=start,
         scheduled_end=end,
         schedule_kind=kind if start else "preference",
+        repeat_every=repeat,
+        next_follow_up=first_follow_up(
+            repeat, booking_date or validation.today_in(form.time_zone, now)
+        ),
         terms_version_id=form.current_terms.id if form.current_terms else None,
         answers=public_answers,
         language=form.language,
@@ -237,6 +248,12 @@ def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) ->
         landing_url=attr.get("landing_url", "")[:1000],
         source=draft.source,
     )
+
+
+def first_follow_up(frequency: str, visit_day: date) -> date | None:
+    """Return the day the first follow-up of a repeating visit falls due (None: no repeat)."""
+    months = formdefs.REPEAT_MONTHS.get(frequency)
+    return add_months(visit_day, months) if months else None
 
 
 def spam_reason(draft: Draft, *, honeypot: str, now: datetime) -> str:

@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.webhooks.store",
             "hcpform.webhooks.apply",
             "hcpform.assignment",
+            "hcpform.recurring",
         },
     ),
     ("the HCP workflow", {"hcpform.sync", "hcpform.webhooks.reconcile"}),

@@ -276,6 +276,26 @@ def test_a_returning_customer_matched_by_email_costs_three(app, client, sandbox)
     assert "mobile" in sub.typed_differences  # the typed number differs from HCP's: noted
 
 
+def test_a_returning_customer_matched_by_email_at_a_new_address_costs_four(app, client, sandbox):
+    # The one returning customer above 3, and why it can't be 3 (docs/architecture.md): the
+    # phone search must come first (2 calls when the phone matched), it misses this customer
+    # (HCP has another mobile), `q` has no OR so the email is a second search, and a job needs
+    # an address_id that exists (JobCreate), so the new address is a call of its own. No
+    # list-addresses call: the search answer carries the customer's addresses.
+    customer_id = seed_customer(sandbox, mobile_number="7735550100")
+    sub = walk_and_sync(app, client, person(street="77 W Armitage Ave"))
+    assert hcp_calls(sandbox) == [
+        "GET /customers",
+        "GET /customers",
+        "POST /customers/{customer_id}/addresses",
+        "POST /jobs",
+    ]
+    assert sub.hcp_customer_id == customer_id and sub.customer_matched_by == "email"
+    assert sub.address_reused is False
+    addresses = next(c for c in state(sandbox)["customers"] if c["id"] == customer_id)
+    assert len(addresses["addresses"]) == 2  # the new one added once, to the same customer
+
+
 def test_a_stale_or_foreign_lookup_answer_is_not_reused(app, client, sandbox):
     seed_customer(sandbox)
     wizard = Wizard(client)

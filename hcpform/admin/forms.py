@@ -164,6 +164,12 @@ class LoginForm(FlaskForm):
     )
 
 
+def _page_in_range(form: Any, field: Field) -> None:
+    """Accept a page number from 1 to 100,000 (any int compared as an int)."""
+    if field.data is not None and not 1 <= field.data <= 100_000:
+        raise ValidationError("Use a page from 1 to 100000")
+
+
 class SubmissionFilterForm(FlaskForm):
     """Filters and search of the submissions list (a GET form: no CSRF, nothing changes)."""
 
@@ -184,7 +190,8 @@ class SubmissionFilterForm(FlaskForm):
     )
     date_from = DateField("From", [Optional()])
     date_to = DateField("To", [Optional()])
-    page = IntegerField("Page", [Optional(), NumberRange(min=1, max=100_000)])
+    # Not NumberRange: it compares through float(), which overflows on a 400-digit number.
+    page = IntegerField("Page", [Optional(), _page_in_range])
 
     def values(self) -> dict[str, Any]:
         """Return the filters that hold a valid value (a bad one is ignored, not an error)."""
@@ -291,6 +298,8 @@ class ServiceTypeEntry(Form):
             raise ValidationError("Write the visit length in minutes, from 15 to 1440")
         field.data = int(text) if text else None
 
+    repeats = SelectField("Repeats", choices=list(formdefs.REPEAT_CHOICES), default="")
+
 
 class FormSettingsForm(FlaskForm):
     """Everything about a form except its field mapping."""
@@ -369,6 +378,7 @@ class FormSettingsForm(FlaskForm):
                 "creates": e.form.creates.data or "job",
                 "duration_minutes": e.form.duration_minutes.data or None,  # checked on the row
                 "employee_ids": sorted(set(e.form.employee_ids.data or [])),
+                "repeats": e.form.repeats.data or "",
             }
             for e in field.entries
             if (e.form.name.data or "").strip()

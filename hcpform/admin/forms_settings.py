@@ -84,9 +84,10 @@ def _initial(form: Form, lists: settings.HcpLists) -> dict[str, Any]:
             "creates": formdefs.record_kind(form.service_types, s["name"]),
             "duration_minutes": str(s.get("duration_minutes") or ""),
             "employee_ids": list(s.get("employee_ids") or []),
+            "repeats": formdefs.repeat_frequency(form.service_types, s["name"]),
         }
         for s in form.service_types
-    ] + [{"name": "", "job_type_id": "", "creates": "job", "employee_ids": []}]
+    ] + [{"name": "", "job_type_id": "", "creates": "job", "employee_ids": [], "repeats": ""}]
     data["service_area_zips"] = ", ".join(form.service_area_zips or [])
     data["time_windows"] = format_time_windows(form.time_windows or [])
     data["closed_weekdays"] = list(form.closed_weekdays or [])
@@ -203,13 +204,14 @@ def form_settings(slug: str) -> ResponseReturnValue:
 def keep_other_settings(form: Form, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the edited service types keeping each one's settings this page does not show.
 
-    "creates" is stored only when it is not the default (job), and a visit length or a list
-    of pros only when set, so old rows stay as they were.
+    "creates" and "repeats" are stored only when not the default (a job; no repeat), and a
+    visit length or a list of pros only when set, so old rows stay as they were.
     """
     old = {s.get("name"): s for s in form.service_types or []}
     merged = [{**old.get(e["name"], {}), **e} for e in entries]
     unset: dict[str, tuple[Any, ...]] = {
         "creates": ("job", None),
+        "repeats": ("", None),
         "duration_minutes": (None,),
         "employee_ids": ([],),
     }

@@ -179,6 +179,7 @@ def erase(found: Found, *, now: datetime) -> dict[str, int]:
             sub.status = Status.MANUAL
             sub.next_attempt_at = None
         sub.manual_note = f"Personal data erased on request on {now:%Y-%m-%d}."
+        sub.next_follow_up = None  # no follow-up of an erased request
         sub.updated_at = now
     db.session.flush()
     if sub_ids:

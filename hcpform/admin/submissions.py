@@ -20,6 +20,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
+from .. import recurring
 from ..extensions import db
 from ..models import Form, Status, Submission
 from ..timeutil import utcnow
@@ -144,6 +145,7 @@ def submission(sub_id: int) -> ResponseReturnValue:
         statuses=STATUS_LABELS,
         retryable=sub.status in actions.RETRYABLE or sub.status == Status.SYNCING,
         manual_allowed=sub.status in actions.MANUAL_FROM,
+        follow_ups=recurring.follow_ups(sub) if sub.repeat_every else [],
     )
 
 
@@ -247,6 +249,22 @@ def delete(sub_id: int) -> ResponseReturnValue:
         detail="quarantined submission deleted",
         done="{ref} is deleted.",
         then=url_for("admin.submissions", status=Status.QUARANTINED),
+    )
+
+
+@bp.post("/submissions/<int:sub_id>/stop-repeating")
+def stop_repeating(sub_id: int) -> ResponseReturnValue:
+    """End a repeating visit's series: no more follow-up requests are made for it."""
+
+    def stop(sub: Submission) -> None:
+        if not recurring.stop_repeating(sub, now=utcnow()):
+            raise actions.ActionRefused(f"{sub.reference} does not repeat (any more).")
+
+    return _act(
+        sub_id,
+        stop,
+        audit="stop repeating",
+        done="{ref} no longer repeats: no more follow-up requests will be made for it.",
     )
 
 

@@ -17,6 +17,7 @@ from .types import ServiceRequest
 URGENCY_LABELS = {"emergency": "Emergency", "soon": "Soon", "flexible": "Flexible"}
 PREFERRED_TIME_TAG = "Preferred time"
 NEEDS_ASSIGNMENT_TAG = "Needs assignment"  # a job or estimate that no pro was assigned to
+RECURRING_TAG = "Recurring maintenance"
 
 
 def reference_marker(reference: str) -> str:
@@ -35,6 +36,8 @@ def job_tags(sub: ServiceRequest, extra: list[str]) -> list[str]:
     tags = customer_tags(sub, extra)
     if sub.urgency == "emergency":
         tags.append("Emergency")
+    if sub.follows:
+        tags.append(RECURRING_TAG)
     return _unique(tags)
 
 
@@ -102,6 +105,12 @@ def job_notes(sub: ServiceRequest, *, window_label: str, time_zone: str) -> str:
             lines.append(f"Booked online: {when}")
         else:
             lines.append(f"Preferred: {when} – needs scheduling, confirm by phone")
+    if sub.repeat_label:
+        lines.append(
+            f"Recurring maintenance: {sub.repeat_label}; follow-up requests are created by hcpform"
+        )
+    if sub.follows:
+        lines.append(f"Follow-up of {sub.follows}: recurring maintenance, needs scheduling")
     if sub.typed_differences:  # set by the sync when a returning customer typed other details
         lines.append(sub.typed_differences)
     attribution = attribution_text(sub)

@@ -44,6 +44,10 @@ class ServiceRequest:
     # "booked": a window HCP had open (a scheduled job); "preference": a time the office
     # confirms by phone (an unscheduled job, the preference in its notes).
     schedule_kind: str = "booked"
+    # Recurring maintenance: how often the visit repeats ("every 3 months", "" = it doesn't),
+    # and for a follow-up request, the original's HCP record and reference ("" otherwise).
+    repeat_label: str = ""
+    follows: str = ""
 
     @classmethod
     def of(cls, source: Any) -> ServiceRequest:

@@ -25,6 +25,7 @@ from .. import formdefs, validation
 from ..availability import BOOKED, PREFERENCE, Availability
 from ..formdefs import choices_for
 from ..models import Form
+from ..submissions import REPEAT_ANSWER
 from .csrf import DraftCSRF
 
 # Attribution the first page carries to the draft (the loader passes the parent page's too).
@@ -41,6 +42,8 @@ ADDRESS_CHECKED = "address_checked"  # the address the choice was offered for (s
 ADDRESS_CONFIRMED = "_address_confirmed"  # on the draft: the mismatched address they kept
 # On the schedule step, when HCP has open windows: one radio group of them, grouped by day.
 SLOT_FIELD = "booking_slot"
+REPEAT_FIELD = "repeat_visit"  # "Repeat this visit every 3 months", for a recurring service
+REPEAT_REFUSED = "This service can't be repeated. Untick “Repeat this visit” to go on."
 SLOT_TAKEN = "That time is no longer open. Choose one of the times shown."
 
 
@@ -85,6 +88,8 @@ class WizardForm(FlaskForm):
     state_choices: frozenset[str] = frozenset()
     # "booked" or "preference" on the step that picks the time, else None.
     schedule_kind: str | None = None
+    # On that step, how often the chosen service may repeat ("every 3 months"; '' = never).
+    repeat_offer: str = ""
 
     def __init__(self, *args: Any, known: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -258,6 +263,25 @@ def _slot_validator(
     return check
 
 
+def _repeat_validator(frequency: str) -> Callable[[WizardForm, Field], None]:
+    """Return a validator that keeps "repeat this visit" only for a service type that repeats."""
+
+    def check(wtform: WizardForm, wtfield: Field) -> None:
+        if wtfield.data and not frequency:  # never offered: a tampered or outdated page
+            raise ValidationError(REPEAT_REFUSED)
+        wtform.cleaned[REPEAT_ANSWER] = frequency if wtfield.data else ""
+
+    return check
+
+
+def _chosen_service(form: Form, known: dict[str, Any]) -> str:
+    """Return the service type the draft chose (the field mapped to HCP's booking_type)."""
+    for _, field in formdefs.iter_fields(form.definition):
+        if field.get("hcp_key") == "booking_type":
+            return str(known.get(field["name"]) or "")
+    return ""
+
+
 def build_step_form(
     form: Form,
     step: dict[str, Any],
@@ -281,6 +305,15 @@ def build_step_form(
     booked = bool(slots and slots.kind == BOOKED and date_name and time_name)
     if date_name and time_name:
         attrs["schedule_kind"] = BOOKED if booked else PREFERENCE
+        service = _chosen_service(form, known or {})
+        frequency = formdefs.repeat_frequency(form.service_types, service)
+        attrs["repeat_offer"] = formdefs.repeat_label(frequency)
+        attrs[REPEAT_FIELD] = BooleanField(
+            f"Repeat this visit {attrs['repeat_offer']}".strip(),
+            default=bool(frequency and (known or {}).get(REPEAT_ANSWER)),
+            description="We'll open a new request for the next visit when it's due.",
+            validators=[_repeat_validator(frequency)],
+        )
     if booked and slots is not None and date_name and time_name:
         attrs[SLOT_FIELD] = RadioField(
             "Choose a time",

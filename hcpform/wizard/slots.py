@@ -9,6 +9,7 @@ from flask import request
 
 from .. import availability, formdefs
 from ..models import Draft, Form
+from ..submissions import REPEAT_ANSWER
 from .forms import SLOT_FIELD, WizardForm
 
 
@@ -58,3 +59,13 @@ def booked_window(form: Form, draft: Draft) -> availability.Window | None:
         if time_name:
             return availability.parse_window_id(str(answers.get(time_name) or ""))
     return None
+
+
+def repeat_rows(form: Form, draft: Draft) -> list[dict[str, str]]:
+    """Return the review's "Repeat this visit" row when the chosen service type may repeat."""
+    frequency = formdefs.repeat_frequency(form.service_types, service_type_of(form, draft))
+    if not frequency:
+        return []
+    chosen = bool((draft.answers or {}).get(REPEAT_ANSWER))
+    label = formdefs.repeat_label(frequency)
+    return [{"label": "Repeat this visit", "value": f"Yes, {label}" if chosen else "No"}]

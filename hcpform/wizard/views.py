@@ -39,7 +39,7 @@ from .forms import (
     date_bounds,
 )
 from .limits import limit_submissions, refuse_over
-from .slots import booked_window, days_shown, service_type_of, slots_for
+from .slots import booked_window, days_shown, repeat_rows, service_type_of, slots_for
 from .tokens import current_token, given_token, is_embed, well_formed, with_cookie
 
 logger = logging.getLogger(__name__)
@@ -391,6 +391,8 @@ def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
             if value in ("", None) and not field.get("required"):
                 continue
             items.append({"label": field["label"].replace(" (optional)", ""), "value": value})
+        if date_name and time_name:
+            items.extend(repeat_rows(form, draft))
         rows.append(
             {
                 "title": step_def["title"],

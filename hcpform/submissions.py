@@ -224,6 +224,7 @@ def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) ->
         scheduled_start=start,
         scheduled_end=end,
         schedule_kind=kind if start else "preference",
+        asap=bool(a.get("_asap")),
         terms_version_id=form.current_terms.id if form.current_terms else None,
         answers=public_answers,
         language=form.language,

@@ -44,6 +44,8 @@ class ServiceRequest:
     # "booked": a window HCP had open (a scheduled job); "preference": a time the office
     # confirms by phone (an unscheduled job, the preference in its notes).
     schedule_kind: str = "booked"
+    # The homeowner asked for the earliest possible visit ("As soon as possible" on step 6).
+    asap: bool = False
 
     @classmethod
     def of(cls, source: Any) -> ServiceRequest:

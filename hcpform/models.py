@@ -229,7 +229,13 @@ class Submission(Model):
         Index("ix_submission_form_status", "form_id", "status"),
         Index("ix_submission_draft_job", "draft_id", "hcp_job_id"),
         # The dashboard's open emergencies (migration 0009).
-        Index("ix_submission_emergency_open", "urgency", "emergency_acknowledged_at", "created_at"),
+        Index(
+            "ix_submission_emergency_open",
+            "urgency",
+            "emergency_acknowledged_at",
+            "status",
+            "created_at",
+        ),
     )
 
     @property

@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.people",
             "hcpform.connection",
             "hcpform.availability",
+            "hcpform.emergency",
         },
     ),
     ("the HCP workflow", {"hcpform.sync"}),

@@ -34,7 +34,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .. import formdefs, validation
+from .. import emergency, formdefs, validation
 from ..models import Status
 from ..security import insecure_origins_refused, normalise_origin
 
@@ -291,6 +291,8 @@ class FormSettingsForm(FlaskForm):
         "Lead time (minutes)",
         [InputRequired("Enter a number of minutes"), NumberRange(0, 10_080, "Use 0 to 10080")],
     )
+    emergency_keywords = TextAreaField("Words that sound urgent", [Length(max=5000)])
+    emergency_job_type_id = SelectField("Emergency job type", choices=[], validate_choice=True)
     terms = TextAreaField("Terms text", [DataRequired("Enter the terms"), Length(max=10_000)])
     allowed_domains = TextAreaField("Allowed embedding domains")
     business_name = StringField("Business name", [Optional(), Length(max=200)])
@@ -351,6 +353,13 @@ class FormSettingsForm(FlaskForm):
                 "Write dates as YYYY-MM-DD; these are not dates: " + ", ".join(bad)
             )
         self.cleaned["closed_dates"] = dates
+
+    def validate_emergency_keywords(self, field: Field) -> None:
+        """Keep one word or phrase per line (or comma-separated), naming the ones refused."""
+        words, problems = emergency.parse_keywords(field.data)
+        if problems:
+            raise ValidationError("; ".join(problems))
+        self.cleaned["emergency_keywords"] = words
 
     def validate_allowed_domains(self, field: Field) -> None:
         """Accept bare origins only (https://example.com), naming the others."""

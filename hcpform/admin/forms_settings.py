@@ -28,7 +28,7 @@ from .forms import (
 SIMPLE_FIELDS = (
     "name", "published", "sync_enabled", "submissions_per_hour", "booking_horizon_days",
     "business_name", "brand_color", "logo_url", "scheduling_mode", "booking_days",
-    "lead_time_minutes",
+    "lead_time_minutes", "emergency_job_type_id",
 )  # fmt: skip
 # Settings of a service type the page does not edit; a save keeps them (by the type's name).
 
@@ -92,6 +92,7 @@ def _initial(form: Form) -> dict[str, Any]:
     data["allowed_domains"] = "\n".join(form.allowed_domains or [])
     data["business_phone"] = format_phone(form.business_phone) if form.business_phone else ""
     data["terms"] = form.current_terms.text if form.current_terms else ""
+    data["emergency_keywords"] = "\n".join(form.emergency_keywords or [])
     return data
 
 
@@ -106,6 +107,16 @@ def _job_type_choices(form: Form, lists: settings.HcpLists) -> list[tuple[str, s
             choices.append((jt, f"{jt} ({note})"))
             known[jt] = jt
     return choices
+
+
+def emergency_job_type_choices(
+    form: Form, choices: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Return the emergency job type's choices: the service type's own, or one of HCP's."""
+    ours = [("", "The service type's job type (no special emergency type)")] + choices[1:]
+    if form.emergency_job_type_id and form.emergency_job_type_id not in dict(ours):
+        ours.append((form.emergency_job_type_id, f"{form.emergency_job_type_id} (not in HCP now)"))
+    return ours
 
 
 def job_type_warnings(form: Form, lists: settings.HcpLists) -> list[str]:
@@ -129,6 +140,7 @@ def form_settings(slug: str) -> ResponseReturnValue:
     choices = _job_type_choices(form, lists)
     for entry in wt.service_types:
         entry.form.job_type_id.choices = choices
+    wt.emergency_job_type_id.choices = emergency_job_type_choices(form, choices)
     if wt.validate_on_submit():
         problem = settings.publish_problem(form.definition) if wt.published.data else ""
         if problem:

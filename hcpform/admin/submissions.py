@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..models import Form, Status, Submission
 from ..timeutil import utcnow
-from . import actions, bp, stats
+from . import actions, bp, emergencies, stats
 from .audit import record
 from .filters import admin_time, admin_tz
 from .forms import STATUS_LABELS, ManualForm, SelectedForm, SubmissionFilterForm
@@ -91,6 +91,7 @@ def submissions() -> ResponseReturnValue:
         open_filters=bool(set(filters) - {"q"}),
         export_url=url_for("admin.submissions_csv", **export_args),
         selected_form=SelectedForm(),
+        open_emergencies=None if filters or page > 1 else emergencies.banner(),
     )
 
 

@@ -7,7 +7,8 @@
 - submission.emergency_acknowledged_at / _by: who in the office saw an emergency, and when.
   Emergencies received before this migration count as acknowledged: the dashboard's banner
   starts empty instead of listing every old emergency.
-- index submission (urgency, emergency_acknowledged_at, created_at): the banner's open list.
+- index submission (urgency, emergency_acknowledged_at, status, created_at): the banner's
+  open emergencies and their count, read from the index alone (the dashboard's rule, 0004).
 
 Revision ID: 0009
 Revises: 0007
@@ -31,7 +32,10 @@ DEFAULT_KEYWORDS = [
     "flooded", "burst pipe", "pipe burst", "no heat", "sparking", "sparks", "burning smell",
     "sewage", "sewer backup",
 ]  # fmt: skip
-INDEX = ("ix_submission_emergency_open", ["urgency", "emergency_acknowledged_at", "created_at"])
+INDEX = (
+    "ix_submission_emergency_open",
+    ["urgency", "emergency_acknowledged_at", "status", "created_at"],
+)
 
 
 def upgrade():

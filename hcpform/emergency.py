@@ -129,7 +129,7 @@ def book_asap(
 def soonest_windows(
     slots: availability.Availability | None, *, now: datetime
 ) -> list[tuple[str, str, date]]:
-    """Return the open windows of today and tomorrow (company time) as (id, label, day), in order."""
+    """Return the open windows of today and tomorrow (company time): (id, label, day), in order."""
     if slots is None or slots.kind != availability.BOOKED:
         return []
     today = now.astimezone(ZoneInfo(slots.time_zone)).date()

@@ -17,15 +17,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from hcpform import availability, emergency
 from hcpform.extensions import db
+from hcpform.formdefs import DEFAULT_EMERGENCY_KEYWORDS
 from hcpform.jobs import sync_submission
 from hcpform.models import AuditEntry, Draft, Submission
 from hcpform.timeutil import utcnow
 from tests.admin_helpers import csrf_of, make_submission, text
 from tests.helpers import Wizard, person, reference_in, set_form, slots_in
+from tests.test_fuzz import FUZZ, assert_handled, texts
 
 pytest_plugins = ["tests.admin_fixtures"]
 
@@ -156,9 +160,7 @@ def job_type_id(sandbox: Any, name: str) -> str:
     ],
 )
 def test_keywords_match_whole_words_in_any_case_and_script(text, expected):
-    assert emergency.matched_keywords(text, list(emergency.formdefs.DEFAULT_EMERGENCY_KEYWORDS)) == (
-        expected
-    )
+    assert emergency.matched_keywords(text, list(DEFAULT_EMERGENCY_KEYWORDS)) == expected
 
 
 def test_keywords_are_unicode_safe_and_parsed_from_the_admin_text():
@@ -339,7 +341,9 @@ def test_acknowledge_clears_an_emergency_with_csrf_and_an_audit_entry(app, admin
 def test_submissions_list_shows_open_emergencies_first_with_their_age(app, admin_client):
     now = utcnow()
     with app.app_context():
-        make_submission(urgency="emergency", reference="HCP-EMRG1", created_at=now - timedelta(hours=3))
+        make_submission(
+            urgency="emergency", reference="HCP-EMRG1", created_at=now - timedelta(hours=3)
+        )
         make_submission(urgency="soon", reference="HCP-NEWER", created_at=now)
         db.session.commit()
     page = text(admin_client.get("/admin/submissions"))
@@ -387,3 +391,31 @@ def test_age_text():
     now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
     ages = [emergency.age_text(now - timedelta(minutes=m), now) for m in (0, 12, 60, 61, 2880)]
     assert ages == ["just now", "12 min ago", "1 h ago", "1 h 1 min ago", "2 days ago"]
+
+
+# --- fuzz ----------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(description=texts, slot=st.one_of(texts, st.sampled_from(["asap", "ASAP", "ａｓａｐ"])))
+def test_emergency_step_6_never_fails_on_any_input(app, sandbox, description, slot):
+    """Any description (keyword matching) and any chosen time: a page or a field error, no 500."""
+    wizard = Wizard(app.test_client())  # a new visitor each time
+    steps = person(urgency="emergency")
+    wizard.open()
+    for step in ("location", "service"):
+        wizard.post(steps[step])
+    response = wizard.post({"booking_reason": description, "special_instructions": ""})
+    assert_handled(response, where="description")
+    if "Step 4 of 6" not in wizard.page:
+        assert response.status_code == 400  # a description the field refuses, and says why
+        return
+    for step in ("contact", "classification"):
+        wizard.post(steps[step])
+    assert "Step 6 of 6" in wizard.page
+    response = wizard.post({"booking_slot": slot, "terms": "y"})
+    assert_handled(response, where="schedule")
+    if slot == "asap":
+        assert "Check your answers" in wizard.page
+    elif slot not in slots_in(wizard.page):
+        assert response.status_code == 400

@@ -52,7 +52,9 @@ def acknowledge_emergency(sub_id: int) -> ResponseReturnValue:
     if emergency.acknowledge(sub, by=g.admin.email, now=utcnow()):
         record("emergency acknowledged", target=sub.reference)
         db.session.commit()
-        flash(f"{sub.reference} is acknowledged and leaves the list of open emergencies.", "success")
+        flash(
+            f"{sub.reference} is acknowledged and leaves the list of open emergencies.", "success"
+        )
     else:
         db.session.rollback()
         flash(f"{sub.reference} is not an open emergency (any more).", "info")

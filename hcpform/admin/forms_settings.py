@@ -109,9 +109,7 @@ def _job_type_choices(form: Form, lists: settings.HcpLists) -> list[tuple[str, s
     return choices
 
 
-def emergency_job_type_choices(
-    form: Form, choices: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
+def emergency_job_type_choices(form: Form, choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Return the emergency job type's choices: the service type's own, or one of HCP's."""
     ours = [("", "The service type's job type (no special emergency type)")] + choices[1:]
     if form.emergency_job_type_id and form.emergency_job_type_id not in dict(ours):

@@ -36,7 +36,8 @@ class Urgent:
 
 def emergency_mode(draft: Draft | None) -> bool:
     """Return True when the draft's urgency is Emergency."""
-    return bool(draft) and (draft.answers or {}).get(URGENCY_FIELD) == emergency.EMERGENCY
+    answers = (draft.answers or {}) if draft is not None else {}
+    return answers.get(URGENCY_FIELD) == emergency.EMERGENCY
 
 
 def context(
@@ -63,8 +64,11 @@ def context(
         soonest=soonest[0][0] if soonest else "",
         soonest_when=when,
         urgency_step=next(
-            (st["slug"] for st, f in formdefs.iter_fields(form.definition)
-             if f["name"] == URGENCY_FIELD),
+            (
+                st["slug"]
+                for st, f in formdefs.iter_fields(form.definition)
+                if f["name"] == URGENCY_FIELD
+            ),
             formdefs.step_slugs(form.definition)[0],
         ),  # fmt: skip
     )

@@ -227,6 +227,7 @@ def test_asap_books_the_earliest_window_with_the_emergency_job_type(client, app,
     soonest = soonest_expected(sandbox, now)
     wizard.post({"booking_slot": "asap", "terms": "y"})
     assert "Check your answers" in wizard.page and "As soon as possible" in wizard.page
+    assert 'data-schedule-kind="asap"' in wizard.page
     wizard.post({})
     assert "Your visit is booked for" in wizard.page
     ref = reference_in(wizard.page)

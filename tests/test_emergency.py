@@ -39,10 +39,13 @@ DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sun
 
 
 def early_zone(now: datetime) -> str:
-    """Return a fixed-offset zone where it is now between 5 and 11 in the morning."""
+    """Return a fixed-offset zone where it is now between 5 and 10 in the morning.
+
+    Up to 11 at the module's end leaves a window (2 h lead time) before the 5 pm close.
+    """
     for hours in range(-12, 15):
         name = f"Etc/GMT{-hours:+d}"  # POSIX signs: Etc/GMT+5 is five hours behind UTC
-        if 5 <= now.astimezone(ZoneInfo(name)).hour <= 11:
+        if 5 <= now.astimezone(ZoneInfo(name)).hour <= 10:
             return name
     raise AssertionError("no zone is in the morning now")
 
@@ -94,7 +97,7 @@ def at_schedule(client: Any, **answers: str) -> Wizard:
 
 def soonest_expected(sandbox: Any, now: datetime) -> availability.Window:
     """Return the earliest window open today or tomorrow that step 6 may offer (lead time 2 h)."""
-    tz = early_zone(now)
+    tz = sandbox.state.time_zone  # chosen when the module's sandbox started
     today = now.astimezone(ZoneInfo(tz)).date()
     answer = requests.get(
         f"{sandbox.url}/company/schedule_availability/booking_windows",

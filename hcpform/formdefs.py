@@ -57,6 +57,13 @@ URGENCY_CHOICES = (
     ("flexible", "Flexible – whenever suits you"),
 )
 
+# Words that make step 6 suggest choosing Emergency (a hint only; the admin edits them per form).
+DEFAULT_EMERGENCY_KEYWORDS = (
+    "gas smell", "smell gas", "smells like gas", "gas leak", "carbon monoxide", "flooding",
+    "flooded", "burst pipe", "pipe burst", "no heat", "sparking", "sparks", "burning smell",
+    "sewage", "sewer backup",
+)  # fmt: skip
+
 TEMPLATE_SERVICE_TYPES = (
     "Plumbing repair",
     "Drain cleaning",

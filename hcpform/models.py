@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from . import formdefs
 from .extensions import Model, db
+from .formdefs import DEFAULT_EMERGENCY_KEYWORDS
 from .timeutil import UTCDateTime, utcnow
 
 
@@ -60,6 +61,11 @@ class Form(Model):
     use_service_zones: Mapped[bool] = mapped_column(Boolean, default=False)
     dispatch_jobs: Mapped[bool] = mapped_column(Boolean, default=False)
     time_zone: Mapped[str] = mapped_column(String(64), default="America/Chicago")
+    # Words in a description that make step 6 suggest Emergency (a hint; see emergency.py).
+    emergency_keywords: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: list(DEFAULT_EMERGENCY_KEYWORDS)
+    )
+    emergency_job_type_id: Mapped[str] = mapped_column(String(64), default="")  # "" = as usual
     allowed_domains: Mapped[list[str]] = mapped_column(JSON, default=list)  # https origins
     published: Mapped[bool] = mapped_column(Boolean, default=True)
     sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -162,6 +168,11 @@ class Submission(Model):
     # "booked": an open HCP window, checked at submit (a scheduled job); "preference": a time
     # we confirm by phone (an unscheduled job with the preference in its notes).
     schedule_kind: Mapped[str] = mapped_column(String(16), default="preference")
+    # "As soon as possible" on step 6: booked in the earliest open window, else unscheduled.
+    asap: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An emergency stays on the dashboard's banner until someone in the office acknowledges it.
+    emergency_acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    emergency_acknowledged_by: Mapped[str] = mapped_column(String(254), default="")
     terms_version_id: Mapped[int | None] = mapped_column(ForeignKey("terms_version.id"))
     answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # every answer, by name
     language: Mapped[str] = mapped_column(String(8), default="en")
@@ -258,6 +269,14 @@ class Submission(Model):
         Index("ix_submission_form_status", "form_id", "status"),
         Index("ix_submission_draft_job", "draft_id", "hcp_job_id"),
         db.UniqueConstraint("follow_up_of", "follow_up_due", name="uq_submission_follow_up"),
+        # The dashboard's open emergencies (migration 0009).
+        Index(
+            "ix_submission_emergency_open",
+            "urgency",
+            "emergency_acknowledged_at",
+            "status",
+            "created_at",
+        ),
     )
 
     @property

@@ -235,6 +235,7 @@ def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) ->
         next_follow_up=first_follow_up(
             repeat, booking_date or validation.today_in(form.time_zone, now)
         ),
+        asap=bool(a.get("_asap")),
         terms_version_id=form.current_terms.id if form.current_terms else None,
         answers=public_answers,
         language=form.language,

@@ -665,3 +665,46 @@ def test_step6_booking_windows_at_375(browser, live, app, axe_source, js):
     expect_title(page, rf"Request sent – {BUSINESS}")
     assert "Your visit is booked for" in page.content()
     context.close()
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
+def test_emergency_step6_at_375(browser, live, app, axe_source, js):
+    """An emergency's step 6: call button, the 911 line for gas, the soonest open time first
+    and chosen, "As soon as possible"; it passes axe from 320 to 1280 px, and ASAP submits."""
+    context = browser.new_context(viewport=PHONE, java_script_enabled=js)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    answers = person(urgency="emergency", booking_reason="I smell gas and a pipe burst upstairs.")
+    page.goto(f"{live}/f/{SLUG}/")
+    for step in STEPS[:5]:
+        fill_step(page, step, answers)
+        submit(page)
+    expect_title(page, rf"Step 6 of 6: Pick a time – {BUSINESS}")
+    panel = page.locator("[data-emergency-mode]")
+    assert "leave the house and call 911 first" in panel.inner_text()
+    assert page.locator("a[data-call-link]").get_attribute("href") == "tel:+13125550100"
+    slots = page.locator("input[name='booking_slot']")
+    soonest = page.locator("[data-soonest] input")
+    if soonest.count():  # an open time today or tomorrow: first, and already chosen
+        assert slots.first.get_attribute("value") == soonest.get_attribute("value")
+        assert soonest.is_checked()
+    assert page.locator("[data-asap] input").get_attribute("value") == "asap"
+    check_layout(page, "emergency step 6")
+    shoot(page, f"emergency-step6-{'js' if js else 'nojs'}")
+    if js:  # the same markup without JS
+        for width in (320, 375, 1280):
+            page.set_viewport_size({"width": width, "height": 800})
+            check_layout(page, f"emergency step 6 at {width}")
+            run_axe(page, axe_source, f"emergency step 6 at {width}")
+        page.set_viewport_size(PHONE)
+    page.locator("[data-asap] input").check()
+    page.locator("#terms").check()
+    submit(page)
+    expect_title(page, rf"Check your answers – {BUSINESS}")
+    assert "As soon as possible" in page.content()
+    submit(page)
+    expect_title(page, rf"Request sent – {BUSINESS}")
+    with app.app_context():
+        sub = db.session.scalar(select(Submission))
+        assert (sub.urgency, sub.asap) == ("emergency", True)
+    context.close()

@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.webhooks.apply",
             "hcpform.assignment",
             "hcpform.recurring",
+            "hcpform.emergency",
         },
     ),
     ("the HCP workflow", {"hcpform.sync", "hcpform.webhooks.reconcile"}),

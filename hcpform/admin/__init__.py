@@ -44,6 +44,7 @@ def no_store(response: Response) -> Response:
 from . import (  # noqa: E402,F401  (the routes register themselves on bp)
     auth,
     dashboard,
+    emergencies,
     forms_settings,
     integration,
     privacy,

@@ -10,7 +10,7 @@ from ..connection import connection_row, key_source
 from ..extensions import db
 from ..models import Form
 from ..timeutil import utcnow
-from . import bp, stats
+from . import bp, emergencies, stats
 
 
 @bp.get("/")
@@ -34,4 +34,5 @@ def dashboard() -> ResponseReturnValue:
         chosen=chosen,
         conn=conn,
         key_source=key_source(conn),
+        open_emergencies=emergencies.banner(),
     )

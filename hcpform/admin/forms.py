@@ -34,7 +34,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .. import assignment, formdefs, validation
+from .. import assignment, emergency, formdefs, validation
 from ..models import Status
 from ..security import insecure_origins_refused, normalise_origin
 from ..webhooks.figures import STATUS_LABELS as HCP_STATUS_LABELS
@@ -344,6 +344,8 @@ class FormSettingsForm(FlaskForm):
     territories = TextAreaField("Territories")
     use_service_zones = BooleanField("Use Housecall Pro's service zones instead")
     dispatch_jobs = BooleanField("Dispatch booked jobs to the assigned pro")
+    emergency_keywords = TextAreaField("Words that sound urgent", [Length(max=5000)])
+    emergency_job_type_id = SelectField("Emergency job type", choices=[], validate_choice=True)
     terms = TextAreaField("Terms text", [DataRequired("Enter the terms"), Length(max=10_000)])
     allowed_domains = TextAreaField("Allowed embedding domains")
     business_name = StringField("Business name", [Optional(), Length(max=200)])
@@ -424,6 +426,13 @@ class FormSettingsForm(FlaskForm):
                 "Write dates as YYYY-MM-DD; these are not dates: " + ", ".join(bad)
             )
         self.cleaned["closed_dates"] = dates
+
+    def validate_emergency_keywords(self, field: Field) -> None:
+        """Keep one word or phrase per line (or comma-separated), naming the ones refused."""
+        words, problems = emergency.parse_keywords(field.data)
+        if problems:
+            raise ValidationError("; ".join(problems))
+        self.cleaned["emergency_keywords"] = words
 
     def validate_allowed_domains(self, field: Field) -> None:
         """Accept bare origins only (https://example.com), naming the others."""

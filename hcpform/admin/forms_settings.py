@@ -28,7 +28,7 @@ from .forms import (
 SIMPLE_FIELDS = (
     "name", "published", "sync_enabled", "submissions_per_hour", "booking_horizon_days",
     "business_name", "brand_color", "logo_url", "scheduling_mode", "booking_days",
-    "lead_time_minutes", "use_service_zones", "dispatch_jobs",
+    "lead_time_minutes", "use_service_zones", "dispatch_jobs", "emergency_job_type_id",
 )  # fmt: skip
 # Settings of a service type the page does not edit; a save keeps them (by the type's name).
 
@@ -98,6 +98,7 @@ def _initial(form: Form, lists: settings.HcpLists) -> dict[str, Any]:
     data["territories"] = assignment.format_territories(
         form.territories or {}, lists.employees, readable=not lists.problem
     )
+    data["emergency_keywords"] = "\n".join(form.emergency_keywords or [])
     return data
 
 
@@ -146,6 +147,14 @@ def _job_type_choices(form: Form, lists: settings.HcpLists) -> list[tuple[str, s
     return choices
 
 
+def emergency_job_type_choices(form: Form, choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Return the emergency job type's choices: the service type's own, or one of HCP's."""
+    ours = [("", "The service type's job type (no special emergency type)")] + choices[1:]
+    if form.emergency_job_type_id and form.emergency_job_type_id not in dict(ours):
+        ours.append((form.emergency_job_type_id, f"{form.emergency_job_type_id} (not in HCP now)"))
+    return ours
+
+
 def job_type_warnings(form: Form, lists: settings.HcpLists) -> list[str]:
     """Return a warning for each service type mapped to a job type HCP no longer has."""
     if lists.problem:
@@ -173,6 +182,7 @@ def form_settings(slug: str) -> ResponseReturnValue:
         entry.form.employee_ids.choices = pros
     wt.employees, wt.employees_readable = lists.employees, not lists.problem
     wt.stored_territories = dict(form.territories or {})
+    wt.emergency_job_type_id.choices = emergency_job_type_choices(form, choices)
     if wt.validate_on_submit():
         problem = settings.publish_problem(form.definition) if wt.published.data else ""
         if problem:

@@ -24,7 +24,7 @@ from .. import recurring
 from ..extensions import db
 from ..models import Form, Status, Submission
 from ..timeutil import utcnow
-from . import actions, bp, stats
+from . import actions, bp, emergencies, stats
 from .audit import record
 from .filters import admin_time, admin_tz
 from .forms import STATUS_LABELS, ManualForm, SelectedForm, SubmissionFilterForm
@@ -93,6 +93,7 @@ def submissions() -> ResponseReturnValue:
         open_filters=bool(set(filters) - {"q"}),
         export_url=url_for("admin.submissions_csv", **export_args),
         selected_form=SelectedForm(),
+        open_emergencies=None if filters or page > 1 else emergencies.banner(),
     )
 
 

@@ -18,6 +18,7 @@ URGENCY_LABELS = {"emergency": "Emergency", "soon": "Soon", "flexible": "Flexibl
 PREFERRED_TIME_TAG = "Preferred time"
 NEEDS_ASSIGNMENT_TAG = "Needs assignment"  # a job or estimate that no pro was assigned to
 RECURRING_TAG = "Recurring maintenance"
+ASAP_TAG = "ASAP"  # an emergency to send someone to as soon as possible, not yet scheduled
 
 
 def reference_marker(reference: str) -> str:
@@ -38,6 +39,8 @@ def job_tags(sub: ServiceRequest, extra: list[str]) -> list[str]:
         tags.append("Emergency")
     if sub.follows:
         tags.append(RECURRING_TAG)
+    if sub.asap and not _booked(sub):
+        tags.append(ASAP_TAG)
     return _unique(tags)
 
 
@@ -92,6 +95,13 @@ def job_notes(sub: ServiceRequest, *, window_label: str, time_zone: str) -> str:
         f"Service: {sub.service_type} – urgency: {URGENCY_LABELS.get(sub.urgency, sub.urgency)}",
         f"Problem: {sub.description}",
     ]
+    if sub.urgency == "emergency":
+        lines.insert(0, "EMERGENCY: the customer says this is an emergency.")
+    if sub.asap:
+        lines.append(
+            "The customer asked for the earliest possible visit (as soon as possible)"
+            + ("." if _booked(sub) else ": no open window today or tomorrow – call them now.")
+        )
     if sub.special_instructions:
         lines.append(f"Special instructions: {sub.special_instructions}")
     kind = "Commercial" if sub.customer_type == "commercial" else "Residential"

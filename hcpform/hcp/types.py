@@ -48,6 +48,8 @@ class ServiceRequest:
     # and for a follow-up request, the original's HCP record and reference ("" otherwise).
     repeat_label: str = ""
     follows: str = ""
+    # The homeowner asked for the earliest possible visit ("As soon as possible" on step 6).
+    asap: bool = False
 
     @classmethod
     def of(cls, source: Any) -> ServiceRequest:

@@ -317,6 +317,12 @@ def resolve_job_type(
     mapping = next((s for s in form.service_types if s["name"] == sub.service_type), None)
     job_types = client.job_types()
     known = {jt["id"]: jt for jt in job_types}
+    emergency_type = form.emergency_job_type_id if sub.urgency == "emergency" else ""
+    if emergency_type:
+        if emergency_type in known:
+            return emergency_type
+        # An emergency must not wait on a stale setting: the service type's job type it is.
+        logger.warning("%s: the emergency job type is no longer in HCP", sub.reference)
     if mapping and mapping.get("job_type_id"):
         mapped: str = mapping["job_type_id"]
         if mapped in known:

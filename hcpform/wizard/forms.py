@@ -21,7 +21,7 @@ from wtforms import (
 )
 from wtforms.validators import ValidationError
 
-from .. import formdefs, validation
+from .. import emergency, formdefs, validation
 from ..availability import BOOKED, PREFERENCE, Availability
 from ..formdefs import choices_for
 from ..models import Form
@@ -242,16 +242,26 @@ _FIELD_CLASSES = {
 }
 
 
+ASAP_LABEL = "As soon as possible"
+
+
 def _slot_validator(
-    slots: Availability, date_name: str, time_name: str
+    slots: Availability, date_name: str, time_name: str, *, asap: bool = False
 ) -> Callable[[WizardForm, Field], None]:
-    """Return a validator that takes one of HCP's open windows and stores its day and label."""
+    """Return a validator that takes one of HCP's open windows and stores its day and label.
+
+    With `asap` (an emergency), "asap" is a choice too: the window is chosen at submit.
+    """
     labels = {wid: (day, label) for day in slots.days for wid, label in day.windows}
 
     def check(wtform: WizardForm, wtfield: Field) -> None:
         value = str(wtfield.data or "")
         if not value.strip():
             raise ValidationError("Choose a time")
+        if asap and value == emergency.ASAP:
+            wtform.cleaned.update({date_name: "", time_name: emergency.ASAP, "_asap": "1"})
+            wtform.cleaned["_window_label"] = wtform.cleaned["_window_when"] = ASAP_LABEL
+            return
         if value not in labels:  # taken since the page was shown, or never offered
             raise ValidationError(SLOT_TAKEN)
         day, label = labels[value]
@@ -259,6 +269,7 @@ def _slot_validator(
         wtform.cleaned[time_name] = value
         wtform.cleaned["_window_label"] = label
         wtform.cleaned["_window_when"] = f"{day.heading}, {label}"
+        wtform.cleaned["_asap"] = ""
 
     return check
 
@@ -293,12 +304,15 @@ def build_step_form(
     first_step: bool = False,
     known: dict[str, Any] | None = None,
     slots: Availability | None = None,
+    asap: bool = False,
 ) -> WizardForm:
     """Return a WTForms form for one step of a form, bound to a draft for CSRF.
 
     `known` is the draft's answers so far (the ZIP an address step checks against, and an
     address the person already chose to keep). `slots` is what the step that picks the time
     offers: HCP's open windows replace its date and window fields with one choice of them.
+    With `asap` (an emergency), that choice also offers "As soon as possible", and the soonest
+    window of today or tomorrow is chosen until the person chooses otherwise.
     """
     attrs: dict[str, Any] = {}
     date_name, time_name = formdefs.booking_fields(step)
@@ -315,12 +329,16 @@ def build_step_form(
             validators=[_repeat_validator(frequency)],
         )
     if booked and slots is not None and date_name and time_name:
+        extra = [(emergency.ASAP, ASAP_LABEL)] if asap else []
         attrs[SLOT_FIELD] = RadioField(
             "Choose a time",
-            choices=[(wid, label) for day in slots.days for wid, label in day.windows],
+            choices=[(wid, label) for day in slots.days for wid, label in day.windows] + extra,
             validate_choice=False,
-            validators=[_slot_validator(slots, date_name, time_name)],
+            validators=[_slot_validator(slots, date_name, time_name, asap=asap)],
         )
+        soonest = emergency.soonest_windows(slots, now=now)[:1] if asap else []
+        if soonest and not (data or {}).get(SLOT_FIELD):
+            data = {**(data or {}), SLOT_FIELD: soonest[0][0]}
     for field in step["fields"]:
         if booked and field["name"] in (date_name, time_name):
             continue

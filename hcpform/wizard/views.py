@@ -20,14 +20,14 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from .. import availability, formdefs, jobs, ratelimits, submissions, validation
+from .. import availability, emergency, formdefs, jobs, ratelimits, submissions, validation
 from ..extensions import db
 from ..formdefs import choices_for
 from ..models import Draft, Form
 from ..people import lookup_customer
 from ..security import allow_framing_by
 from ..timeutil import utcnow
-from . import bp, steps
+from . import bp, steps, urgent
 from .csrf import EXPIRED, make_token, posted_token_ok
 from .forms import (
     ATTRIBUTION_FIELDS,
@@ -184,6 +184,7 @@ def step_form(
         first_step=draft is None,
         known=answers,
         slots=slots,
+        asap=urgent.emergency_mode(draft),
     )
 
 
@@ -234,6 +235,7 @@ def show_step(
         slots=slots,
         days_shown=days_shown(slots, wtform),
         taken=bool(request.args.get("taken")),
+        urgent=urgent.context(form, draft, slots, now=now),
     )
 
 
@@ -327,8 +329,10 @@ def submit(form: Form, draft: Draft, *, now: datetime) -> ResponseReturnValue:
     inside it: the second of two people racing for the last window is sent back to step 6.
     """
     honeypot = request.form.get(HONEYPOT, "") or draft.answers.get("_honeypot", "")
-    window = booked_window(form, draft)
-    if window is None or submissions.existing_submission(draft) is not None:
+    window, fresh = booked_window(form, draft), submissions.existing_submission(draft) is None
+    if fresh and urgent.wants_asap(form, draft):  # the earliest open window, else unscheduled
+        submission = urgent.submit_asap(form, draft, now=now, honeypot=honeypot)
+    elif window is None or not fresh:
         submission = submissions.submit(draft, form, now=now, honeypot=honeypot)
         db.session.commit()
     else:
@@ -349,6 +353,8 @@ def submit(form: Form, draft: Draft, *, now: datetime) -> ResponseReturnValue:
             submission.enqueued_at = utcnow()
             db.session.commit()
     logger.info("Submission %s saved (%s)", submission.reference, submission.status)
+    if fresh:
+        emergency.alert_office(submission)
     response = redirect(url_for(".done", slug=form.slug, d=draft.token))
     return with_cookie(response, form, draft)
 

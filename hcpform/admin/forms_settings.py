@@ -18,7 +18,7 @@ from ..timeutil import utcnow
 from ..validation import format_phone
 from . import bp, settings
 from .audit import record
-from .forms import (
+from .form_editor import (
     FormSettingsForm,
     NewFormForm,
     format_time_windows,

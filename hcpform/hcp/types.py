@@ -44,6 +44,8 @@ class ServiceRequest:
     # "booked": a window HCP had open (a scheduled job); "preference": a time the office
     # confirms by phone (an unscheduled job, the preference in its notes).
     schedule_kind: str = "booked"
+    # The lead sent for this request's draft while it lay abandoned (its job notes name it).
+    abandoned_lead_id: str | None = None
 
     @classmethod
     def of(cls, source: Any) -> ServiceRequest:

@@ -284,6 +284,7 @@ def _ensure_customer(
     if run.row.hcp_customer_id:
         return None
     customer, _rule, _candidate = find_customer(client, sub)
+    _forget_wizard_answer(run.row.draft_id)
     if customer is not None:
         run.save(hcp_customer_id=customer["id"])
         return customer
@@ -296,6 +297,23 @@ def _ensure_customer(
     address = matching.find_address(created.get("addresses") or [], ServiceRequest.of(sub))
     run.save(hcp_customer_id=created["id"], hcp_address_id=address["id"] if address else None)
     return created
+
+
+def _forget_wizard_answer(draft_id: int) -> None:
+    """Drop the wizard's HCP answer from the draft: once we may make a customer, a later
+    submission's sync must search HCP again (it would find that customer), never reuse it."""
+    draft = db.session.get(Draft, draft_id)
+    if draft is None or "hcp" not in (draft.lookup or {}):
+        return
+    kept = {k: v for k, v in draft.lookup.items() if k != "hcp"}
+    db.session.execute(
+        update(Draft)
+        .where(Draft.id == draft_id)
+        .values(lookup=kept, updated_at=draft.updated_at)  # no activity of the person's
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    db.session.expire(draft)
 
 
 def _ensure_address(

@@ -73,8 +73,24 @@ class DefaultConfig:
     # else a key generated once into instance/encryption.key.
     ENCRYPTION_KEY: str | None = None
 
+    # HCP connection health: the workers check GET /company this often; this many failed
+    # checks in a row (or one refused key) show a banner on every admin page.
+    HCP_HEALTH_CHECK_MINUTES = 10.0
+    HCP_HEALTH_FAILURES = 3
+
     # Wizard.
     DRAFT_TTL_DAYS = 7
+    # Abandoned requests (hcpform/abandoned.py): the idle time for new forms (each form has
+    # its own), how long an abandoned draft and its resume link live after its last change
+    # (then its personal answers are erased), and how often the workers look for them.
+    ABANDONED_AFTER_MINUTES = 60
+    ABANDONED_KEEP_DAYS = 30
+    ABANDONED_SWEEP_SECONDS = 60
+    ABANDONED_LEAD_TAG = "web-abandoned"
+    ABANDONED_BATCH = 20  # leads sent per sweep
+    # The site's public address (https://forms.example.com), for the resume link in a lead's
+    # note written by a worker; without it the note carries the link's path only.
+    PUBLIC_URL = ""
     SPAM_MIN_SECONDS = 3.0  # minimum time from first step to submit
     TRUSTED_PROXIES = 0  # X-Forwarded-For hops to trust
 

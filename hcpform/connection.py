@@ -119,21 +119,28 @@ def mark_disconnected(conn: HcpConnection, message: str) -> None:
     conn.state = "disconnected"
     conn.last_message = message[:500]
     conn.last_checked_at = utcnow()
+    conn.failing_since = conn.failing_since or conn.last_checked_at
     db.session.commit()
 
 
-def test_connection() -> tuple[bool, str]:
+def test_connection(*, scheduled: bool = False) -> tuple[bool, str]:
     """Call GET /company with the key in force; store and return (connected, message).
 
     Only a refused key (401/403) opens the circuit ("disconnected"); HCP being slow or down
-    ("unreachable") leaves the sync retrying by itself.
+    ("unreachable") leaves the sync retrying by itself. Each failure adds one to the failures
+    in a row (and keeps since when); a success clears them. The workers' scheduled check
+    (`scheduled`) forgets only the cached company, the admin's button every cached list.
     """
     conn = connection_row()
     if key_source(conn) == "none":
         return _checked(conn, "disconnected", "No API key: enter your HCP API key first.")
     try:
         client = make_client()
-        client.invalidate_cache()  # a connection test must ask HCP, not the cache
+        # A connection test must ask HCP, not the cache.
+        if scheduled:
+            client.invalidate_cache("company")
+        else:
+            client.invalidate_cache()
         company = client.company()
     except KeyUnreadable as exc:
         return _checked(conn, "disconnected", exc.message)
@@ -145,10 +152,31 @@ def test_connection() -> tuple[bool, str]:
     return _checked(conn, "connected", f"Connected to {conn.company_name or 'Housecall Pro'}")
 
 
+def alert(conn: HcpConnection, *, failures: int) -> dict[str, Any] | None:
+    """Return what the admin's banner says when the connection is failing, else None.
+
+    Shown after `failures` failed checks in a row, or at once when HCP refused the key.
+    """
+    refused = conn.state == "disconnected"
+    if not (refused or (conn.check_failures or 0) >= failures):
+        return None
+    return {
+        "refused": refused,
+        "since": conn.failing_since or conn.last_checked_at,
+        "failures": conn.check_failures or 0,
+        "message": conn.last_message,
+    }
+
+
 def _checked(conn: HcpConnection, state: str, message: str) -> tuple[bool, str]:
-    """Store the outcome of a connection test."""
+    """Store the outcome of a connection test, and the failures in a row since when."""
     conn.state = state
     conn.last_message = message[:500]
     conn.last_checked_at = utcnow()
+    if state == "connected":
+        conn.check_failures, conn.failing_since = 0, None
+    else:
+        conn.check_failures = (conn.check_failures or 0) + 1
+        conn.failing_since = conn.failing_since or conn.last_checked_at
     db.session.commit()
     return state == "connected", conn.last_message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import event, select
 
 from . import formdefs
@@ -49,6 +49,9 @@ def init_app(app: Flask) -> None:
 def create_form_from_template(slug: str, name: str, **overrides: Any) -> Form:
     """Add a form built from the HousecallPro Service Request Template (flushed, not committed)."""
     settings = formdefs.template_settings() | overrides
+    settings.setdefault(
+        "abandoned_after_minutes", int(current_app.config["ABANDONED_AFTER_MINUTES"])
+    )
     form = Form(
         slug=slug,
         name=name,

@@ -73,6 +73,10 @@ class Form(Model):
     brand_color: Mapped[str] = mapped_column(String(7), default="#1d4ed8")
     logo_url: Mapped[str] = mapped_column(String(500), default="")
     language: Mapped[str] = mapped_column(String(8), default="en")
+    # Abandoned requests (migration 0014; hcpform/abandoned.py): a draft with a way to reach
+    # the person and their consent, idle this long, is listed; sent to HCP as a lead when on.
+    abandoned_after_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    abandoned_to_hcp: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Which HCP account this form syncs to (one today; room for several businesses).
     connection_id: Mapped[int | None] = mapped_column(ForeignKey("hcp_connection.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -121,6 +125,10 @@ class Draft(Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Ticked "you may contact me if I don't finish" with a valid phone or email (migration
+    # 0014); erased_at: its personal answers were erased when it expired.
+    contact_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     form: Mapped[Form] = relationship()
 
@@ -227,6 +235,8 @@ class Submission(Model):
     hcp_estimate_id: Mapped[str | None] = mapped_column(String(64))
     job_work_status: Mapped[str | None] = mapped_column(String(32))
     job_total_cents: Mapped[int | None] = mapped_column(Integer)
+    # The lead sent for this request's draft while it lay abandoned (migration 0014).
+    abandoned_lead_id: Mapped[str | None] = mapped_column(String(64))
 
     # What became of the record in HCP (migration 0011; hcpform/webhooks/): its status and
     # money, each group with the time of the newest state applied (an older event never
@@ -371,6 +381,9 @@ class HcpConnection(Model):
     webhook_previous_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     webhook_secret_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     webhook_last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Connection checks failed in a row, and since when (migration 0014): the admin's banner.
+    check_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -437,3 +450,33 @@ class WebhookEvent(Model):
     submission_id: Mapped[int | None] = mapped_column(Integer, index=True)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     body: Mapped[str] = mapped_column(Text, default="")
+
+
+class AbandonedRequest(Model):
+    """A draft left idle with a way to reach the person and their consent (migration 0014).
+
+    It carries the resume link's own token and, when the form sends abandoned requests to
+    HCP, the lead's progress: claimed with a lease, each HCP id stored at once, a create
+    marked in creates_sent before its POST (like a submission's sync).
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("draft.id"), unique=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), index=True)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    resume_token: Mapped[str] = mapped_column(String(64), unique=True)
+    # "" listed | sending (claimed) | retry | sent | failed | skipped (submitted first)
+    lead_state: Mapped[str] = mapped_column(String(16), default="", index=True)
+    creates_sent: Mapped[str] = mapped_column(String(40), default="")
+    hcp_customer_id: Mapped[str | None] = mapped_column(String(64))
+    hcp_address_id: Mapped[str | None] = mapped_column(String(64))
+    hcp_lead_id: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lead_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+    draft: Mapped[Draft] = relationship()
+    form: Mapped[Form] = relationship()

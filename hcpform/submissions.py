@@ -86,6 +86,18 @@ def in_service_area(form: Form, zip_code: str) -> bool:
     return not form.service_area_zips or zip_code[:5] in set(form.service_area_zips)
 
 
+def contact_of(form: Form, answers: dict[str, Any]) -> tuple[str, str]:
+    """Return the (phone, email) a draft's answers hold; saved answers are already valid."""
+    names = {
+        f["hcp_key"]: f["name"]
+        for _, f in formdefs.iter_fields(form.definition)
+        if f.get("hcp_key") in ("customer_phone", "customer_email")
+    }
+    phone = str(answers.get(names.get("customer_phone", "customer_phone")) or "")
+    email = str(answers.get(names.get("customer_email", "customer_email")) or "")
+    return phone, email
+
+
 @dataclass
 class StepResult:
     """What saving a step decided: go on, or stop at the out-of-area page."""
@@ -109,12 +121,16 @@ def save_step(
         # City and state the contact step shows until the person types their own.
         merged["_prefill"] = {"city": info.city, "state": info.state}
     draft.answers = merged
+    if "_contact_consent" in answers:
+        consent = bool(merged.get("_contact_consent")) and any(contact_of(form, merged))
+        draft.contact_consent_at = (draft.contact_consent_at or now) if consent else None
     slugs = formdefs.step_slugs(form.definition)
     completed = [s for s in slugs if s in set(draft.completed_steps or []) | {step_slug}]
     draft.completed_steps = completed
     draft.furthest_step = max(draft.furthest_step or 0, len(completed))
     draft.updated_at = now
-    draft.expires_at = now + draft_ttl()
+    # Never sooner than it was: an abandoned draft's resume link keeps its longer life.
+    draft.expires_at = max(draft.expires_at, now + draft_ttl())
     return StepResult()
 
 

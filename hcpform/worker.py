@@ -17,6 +17,7 @@ from rq.timeouts import TimerDeathPenalty
 
 from .extensions import db, get_redis, is_embedded
 from .jobs import enqueue_sweep, get_queue, sweep
+from .periodic import enqueue_periodic
 from .webhooks.tasks import enqueue_housekeeping
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class SyncWorker(Worker):
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
         enqueue_sweep(self.app, delay=0)
         enqueue_housekeeping(self.app)  # webhook events and the reconcile (webhooks/tasks.py)
+        enqueue_periodic(self.app)  # abandoned requests, the HCP health check (periodic.py)
 
     @property
     def dequeue_timeout(self) -> int:
@@ -72,6 +74,7 @@ def worker_command(burst: bool, name: str | None) -> None:
     db.engine.dispose()
     if not burst:
         enqueue_sweep(app, delay=0)
+        enqueue_periodic(app)
     worker = SyncWorker(
         [get_queue(app)],
         app=app,
@@ -124,6 +127,7 @@ def _embedded_loop(app: Flask) -> None:
                     last_sweep = time.time()
                     sweep()
                 enqueue_housekeeping(app)  # once per bucket; a cheap SET NX otherwise
+                enqueue_periodic(app)
                 worker.work(burst=True, logging_level="WARNING")
         except Exception:  # a thread that dies silently would stop every sync: log and go on
             logger.exception("Embedded worker loop error")

@@ -11,7 +11,7 @@ from tests.admin_helpers import make_submission, text
 
 pytest_plugins = ["tests.admin_fixtures"]
 
-URL_VALUES = {"slug": "service-request", "sub_id": 1}
+URL_VALUES = {"slug": "service-request", "sub_id": 1, "form_id": 1}
 
 
 def admin_rules(app):

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.webhooks",  # the package file only: each module below has its own layer
             "hcpform.webhooks.signing",
             "hcpform.webhooks.figures",
+            "hcpform.zipgeo",
         },
     ),
     ("domain data", {"hcpform.models", "hcpform.formdefs", "hcpform.validation"}),
@@ -44,10 +45,11 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.assignment",
             "hcpform.recurring",
             "hcpform.emergency",
+            "hcpform.abandoned",
         },
     ),
     ("the HCP workflow", {"hcpform.sync", "hcpform.webhooks.reconcile"}),
-    ("the queue's jobs", {"hcpform.jobs", "hcpform.webhooks.tasks"}),
+    ("the queue's jobs", {"hcpform.jobs", "hcpform.webhooks.tasks", "hcpform.periodic"}),
     (
         "the surfaces: blueprints, CLI, workers and the app's plumbing",
         {

@@ -42,11 +42,14 @@ def no_store(response: Response) -> Response:
 
 
 from . import (  # noqa: E402,F401  (the routes register themselves on bp)
+    abandoned,
     auth,
     dashboard,
     emergencies,
     forms_settings,
+    health_banner,
     integration,
+    out_of_area,
     privacy,
     submissions,
     webhooks,

@@ -13,7 +13,7 @@ from sqlalchemy import delete, or_, select, update
 
 from ..extensions import db, rowcount
 from ..jobs import enqueue_sync
-from ..models import Draft, HcpCall, Status, Submission, SyncAttempt
+from ..models import AbandonedRequest, Draft, HcpCall, Status, Submission, SyncAttempt
 
 # Statuses "Retry now" may move back to pending (syncing only once its lease has run out).
 RETRYABLE = (Status.FAILED, Status.WAITING, Status.PENDING, Status.MANUAL)
@@ -144,5 +144,6 @@ def delete_quarantined(sub: Submission) -> None:
         delete(Submission).where(Submission.id == sub.id, Submission.status == Status.QUARANTINED)
     )
     if draft_id is not None:
+        db.session.execute(delete(AbandonedRequest).where(AbandonedRequest.draft_id == draft_id))
         db.session.execute(delete(Draft).where(Draft.id == draft_id))
     db.session.expunge(sub)

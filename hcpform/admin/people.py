@@ -14,7 +14,16 @@ from sqlalchemy import delete, func, or_, select, update
 
 from .. import formdefs, validation
 from ..extensions import db
-from ..models import Draft, Form, HcpCall, OutOfAreaRequest, Status, Submission, SyncAttempt
+from ..models import (
+    AbandonedRequest,
+    Draft,
+    Form,
+    HcpCall,
+    OutOfAreaRequest,
+    Status,
+    Submission,
+    SyncAttempt,
+)
 from .audit import person_tag
 
 ERASED = "Erased"
@@ -134,6 +143,19 @@ def _row(obj: Any) -> dict[str, Any]:
     }
 
 
+def _abandoned(drafts: list[Draft]) -> list[AbandonedRequest]:
+    """Return the abandoned-request rows of these drafts."""
+    if not drafts:
+        return []
+    return list(
+        db.session.scalars(
+            select(AbandonedRequest)
+            .where(AbandonedRequest.draft_id.in_([d.id for d in drafts]))
+            .order_by(AbandonedRequest.id)
+        )
+    )
+
+
 def export(person: Person, found: Found, *, now: datetime) -> dict[str, Any]:
     """Return everything stored about the person as JSON-ready data."""
     attempts: dict[int, list[dict[str, Any]]] = {}
@@ -155,6 +177,11 @@ def export(person: Person, found: Found, *, now: datetime) -> dict[str, Any]:
             {**_row(s), "sync_attempts": attempts.get(s.id, [])} for s in found.submissions
         ],
         "drafts": [_row(d) for d in found.drafts],
+        # Unfinished requests: their resume link's token is a secret, left out like the key.
+        "abandoned_requests": [
+            {k: v for k, v in _row(a).items() if k not in ("resume_token", "lease_token")}
+            for a in _abandoned(found.drafts)
+        ],
         "out_of_area_requests": [_row(o) for o in found.out_of_area],
         "hcp_calls": [_row(c) for c in found.calls],
     }
@@ -192,6 +219,7 @@ def erase(found: Found, *, now: datetime) -> dict[str, int]:
         db.session.execute(
             update(Submission).where(Submission.draft_id.in_(draft_ids)).values(draft_id=None)
         )
+        db.session.execute(delete(AbandonedRequest).where(AbandonedRequest.draft_id.in_(draft_ids)))
         db.session.execute(delete(Draft).where(Draft.id.in_(draft_ids)))
     oar_ids = [o.id for o in found.out_of_area]
     if oar_ids:

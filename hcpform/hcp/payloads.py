@@ -123,6 +123,11 @@ def job_notes(sub: ServiceRequest, *, window_label: str, time_zone: str) -> str:
         lines.append(f"Follow-up of {sub.follows}: recurring maintenance, needs scheduling")
     if sub.typed_differences:  # set by the sync when a returning customer typed other details
         lines.append(sub.typed_differences)
+    if sub.abandoned_lead_id:
+        lines.append(
+            f"Was abandoned lead {sub.abandoned_lead_id}: the person came back and finished "
+            "the request online"
+        )
     attribution = attribution_text(sub)
     if attribution:
         lines.append(f"Source: {attribution}")
@@ -261,6 +266,40 @@ def lead_body(
         "note": job_notes(sub, window_label=window_label, time_zone=time_zone),
         "tags": job_tags(sub, tags),
     }
+    if lead_source:
+        body["lead_source"] = lead_source
+    return body
+
+
+def abandoned_lead_body(
+    sub: ServiceRequest,
+    *,
+    customer_id: str,
+    address_id: str | None,
+    lead_source: str | None,
+    tags: list[str],
+    stopped_at: str,
+    filled_in: list[tuple[str, str]],
+    resume_url: str,
+) -> dict[str, Any]:
+    """Return a LeadCreate body for a request left unfinished: what was filled in, the link."""
+    lines = [
+        f"Unfinished web request ({sub.reference}): the person stopped at {stopped_at} and "
+        "agreed that we may contact them about it.",
+        "Filled in:",
+        *(f"- {label}: {value}" for label, value in filled_in),
+        f"They can finish it here: {resume_url}",
+    ]
+    attribution = attribution_text(sub)
+    if attribution:
+        lines.append(f"Source: {attribution}")
+    body: dict[str, Any] = {
+        "customer_id": customer_id,
+        "note": "\n".join(lines),
+        "tags": job_tags(sub, tags),
+    }
+    if address_id:
+        body["address_id"] = address_id
     if lead_source:
         body["lead_source"] = lead_source
     return body

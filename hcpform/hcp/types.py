@@ -50,6 +50,8 @@ class ServiceRequest:
     follows: str = ""
     # The homeowner asked for the earliest possible visit ("As soon as possible" on step 6).
     asap: bool = False
+    # The lead sent for this request's draft while it lay abandoned (its job notes name it).
+    abandoned_lead_id: str | None = None
 
     @classmethod
     def of(cls, source: Any) -> ServiceRequest:

@@ -35,6 +35,7 @@ from ..extensions import db, rowcount
 from ..hcp.client import HcpError, HousecallProClient
 from ..models import HcpConnection, Status, Submission, SyncAttempt
 from ..timeutil import utcnow
+from .abandoned import link_lead
 from .lease import LeaseLost, _current_run, claim
 from .records import (
     created_message,
@@ -53,6 +54,7 @@ def run_steps(client: HousecallProClient, sub: Submission, conn: HcpConnection) 
     missing = formdefs.missing_required_keys(sub.form.definition)
     if missing:
         raise SyncFailed(formdefs.missing_mappings_message(missing))
+    link_lead(sub)  # the lead its draft became while abandoned, if any (sync/abandoned.py)
     kind = formdefs.record_kind(sub.form.service_types, sub.service_type)
     job_type_id = record_job_type(client, sub, conn, kind)
     lead_source = resolve_lead_source(client, sub, conn)

@@ -100,6 +100,11 @@ def ensure_record(
     """
     if sub.hcp_job_id or sub.hcp_estimate_id or sub.hcp_lead_id:
         return
+    if kind == "lead" and sub.abandoned_lead_id:
+        # The unfinished draft already became this lead: the request is that lead, not a second.
+        sub.hcp_lead_id = sub.abandoned_lead_id
+        db.session.commit()
+        return
     if kind == "estimate":
         ensure_estimate(client, sub, conn, job_type_id, lead_source)
     elif kind == "lead":

@@ -45,6 +45,10 @@ SLOT_FIELD = "booking_slot"
 REPEAT_FIELD = "repeat_visit"  # "Repeat this visit every 3 months", for a recurring service
 REPEAT_REFUSED = "This service can't be repeated. Untick “Repeat this visit” to go on."
 SLOT_TAKEN = "That time is no longer open. Choose one of the times shown."
+# On the step that asks for a phone or email: may we contact them if they don't finish?
+# Unticked by default; stored on the draft as `_contact_consent` (hcpform/abandoned.py).
+CONSENT_FIELD = "contact_consent"
+CONSENT_LABEL = "If I don't finish this request, you may contact me about it"
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,11 @@ _FIELD_CLASSES = {
 ASAP_LABEL = "As soon as possible"
 
 
+def _store_consent(wtform: WizardForm, wtfield: Field) -> None:
+    """Keep the contact consent (ticked or not) with the step's answers."""
+    wtform.cleaned["_contact_consent"] = bool(wtfield.data)
+
+
 def _slot_validator(
     slots: Availability, date_name: str, time_name: str, *, asap: bool = False
 ) -> Callable[[WizardForm, Field], None]:
@@ -359,6 +368,8 @@ def build_step_form(
             attrs[name] = HiddenField()
     attrs[HONEYPOT] = StringField("Leave this field empty")
     by_key = {f.get("hcp_key"): f for f in step["fields"] if f.get("hcp_key")}
+    if "customer_phone" in by_key or "customer_email" in by_key:
+        attrs[CONSENT_FIELD] = BooleanField(CONSENT_LABEL, validators=[_store_consent])
     if "city" in by_key and "state" in by_key:
         zip_field = by_key.get("zip")
         attrs["address_fields"] = (

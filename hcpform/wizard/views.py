@@ -31,6 +31,7 @@ from . import bp, steps, urgent
 from .csrf import EXPIRED, make_token, posted_token_ok
 from .forms import (
     ATTRIBUTION_FIELDS,
+    CONSENT_FIELD,
     HONEYPOT,
     PREFILL_FIELDS,
     SLOT_FIELD,
@@ -168,6 +169,7 @@ def step_form(
     _, time_name = formdefs.booking_fields(definition_step)
     if time_name and answers.get("_schedule_kind") == availability.BOOKED:
         data[SLOT_FIELD] = answers.get(time_name)
+    data[CONSENT_FIELD] = bool(answers.get("_contact_consent"))
     if draft is not None and (draft.lookup or {}).get("matched"):
         data.setdefault("isFirstTimeClient", "false")  # recognised by phone: a returning client
     if draft is None:  # first page: attribution and allowed prefills ride along hidden

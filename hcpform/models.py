@@ -378,3 +378,31 @@ class WebhookEvent(Model):
     submission_id: Mapped[int | None] = mapped_column(Integer, index=True)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     body: Mapped[str] = mapped_column(Text, default="")
+
+
+class CampaignVisit(Model):
+    """First-page views of a form per local day and campaign, for the Marketing page (0013).
+
+    One row per form, day (the form's local day), source, medium and campaign (lowercased UTM
+    values, "" when absent); the wizard's first page adds one to it.
+    """
+
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    medium: Mapped[str] = mapped_column(String(200), primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AdSpend(Model):
+    """What the business spent on ads from one source in one month, in cents (0013)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))  # lowercased, like the reports' sources
+    month: Mapped[date] = mapped_column(Date, index=True)  # the month's first day
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(254), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (db.UniqueConstraint("source", "month", name="uq_ad_spend_source_month"),)

@@ -44,8 +44,10 @@ def no_store(response: Response) -> Response:
 from . import (  # noqa: E402,F401  (the routes register themselves on bp)
     auth,
     dashboard,
+    failures,
     forms_settings,
     integration,
+    marketing,
     privacy,
     submissions,
     webhooks,

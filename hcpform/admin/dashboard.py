@@ -10,7 +10,7 @@ from ..connection import connection_row, key_source
 from ..extensions import db
 from ..models import Form
 from ..timeutil import utcnow
-from . import bp, stats
+from . import bp, failures, stats
 
 
 @bp.get("/")
@@ -34,4 +34,5 @@ def dashboard() -> ResponseReturnValue:
         chosen=chosen,
         conn=conn,
         key_source=key_source(conn),
+        sync_health=failures.sync_health(utcnow(), days),
     )

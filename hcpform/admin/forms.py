@@ -49,6 +49,12 @@ STATUS_LABELS: dict[str, str] = {
     Status.QUARANTINED: "Quarantined",
     Status.MANUAL: "Handled manually",
 }
+STAGE_LABELS = {
+    "lead": "Requests (not spam)",
+    "job": "Job created",
+    "completed": "Job completed",
+    "paid": "Paid",
+}
 CUSTOMER_TYPES = (("residential", "Home (residential)"), ("commercial", "Business (commercial)"))
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 WINDOW_RE = re.compile(r"^(\d{1,2}:\d{2})\s*[-–—]\s*(\d{1,2}:\d{2})\s+(\S.*)$")
@@ -184,6 +190,11 @@ class SubmissionFilterForm(FlaskForm):
     )
     date_from = DateField("From", [Optional()])
     date_to = DateField("To", [Optional()])
+    # The Marketing page's links: a campaign's requests ("(none)" = no UTM value), by stage.
+    source = StringField("Source", [Optional(), Length(max=200)])
+    medium = StringField("Medium", [Optional(), Length(max=200)])
+    campaign = StringField("Campaign", [Optional(), Length(max=200)])
+    stage = SelectField("Stage", choices=[("", "Any stage"), *STAGE_LABELS.items()])
     page = IntegerField("Page", [Optional(), NumberRange(min=1, max=100_000)])
 
     def values(self) -> dict[str, Any]:

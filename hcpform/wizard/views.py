@@ -20,7 +20,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from .. import availability, formdefs, jobs, ratelimits, submissions, validation
+from .. import availability, formdefs, jobs, marketing, ratelimits, submissions, validation
 from ..extensions import db
 from ..formdefs import choices_for
 from ..models import Draft, Form
@@ -122,6 +122,7 @@ def start(slug: str) -> ResponseReturnValue:
             return redirect(url_for(".done", slug=form.slug, d=draft.token))
         return redirect(step_url(form, steps.first_incomplete(slugs, draft.completed_steps), draft))
     submissions.count_event(form, "start", now=now)
+    marketing.count_visit(form, request.args, now=now)
     db.session.commit()
     return show_step(form, None, slugs[0], now=now)
 

@@ -19,7 +19,15 @@ from sqlalchemy import func, select
 from hcpform import adspend, marketing
 from hcpform.admin import failures
 from hcpform.extensions import db
-from hcpform.models import AdSpend, AuditEntry, CampaignVisit, Draft, Status, SyncAttempt
+from hcpform.models import (
+    AdSpend,
+    AuditEntry,
+    CampaignVisit,
+    Draft,
+    HcpCall,
+    Status,
+    SyncAttempt,
+)
 from hcpform.timeutil import utcnow
 from tests.admin_helpers import make_submission, text
 from tests.factories import default_form
@@ -135,6 +143,7 @@ def march() -> marketing.Period:
 # --- the figures, number by number -----------------------------------------------------------
 
 
+@pytest.mark.both_dbs
 def test_figures_per_source_number_by_number(app_ctx):
     seed_march()
     report = marketing.report(march(), TZ, ("source",))
@@ -180,6 +189,7 @@ def test_figures_per_source_number_by_number(app_ctx):
     assert [r.key[0] for r in report.rows] == ["google", "", "facebook", "bing"]  # by revenue
 
 
+@pytest.mark.both_dbs
 def test_figures_per_campaign_and_per_form(app_ctx):
     seed_march()
     report = marketing.report(march(), TZ, marketing.DIMENSIONS)
@@ -218,6 +228,7 @@ def test_spend_is_prorated_by_the_days_of_each_month(app_ctx):
     }
 
 
+@pytest.mark.both_dbs
 def test_daily_series_counts_requests_jobs_and_completions_by_local_day(app_ctx):
     seed_march()
     daily = marketing.daily(march(), TZ)
@@ -228,6 +239,7 @@ def test_daily_series_counts_requests_jobs_and_completions_by_local_day(app_ctx)
                                date(2025, 3, 27): 1}  # fmt: skip
 
 
+@pytest.mark.both_dbs
 def test_a_late_evening_request_counts_on_its_local_day(app_ctx):
     make_submission(created_at=datetime(2025, 3, 13, 4, 30, tzinfo=UTC))  # 23:30 on the 12th
     db.session.commit()
@@ -237,6 +249,7 @@ def test_a_late_evening_request_counts_on_its_local_day(app_ctx):
 # --- visits -----------------------------------------------------------------------------------
 
 
+@pytest.mark.both_dbs
 def test_the_first_page_counts_a_visit_per_campaign(app, client):
     for _ in range(2):
         assert (
@@ -258,6 +271,7 @@ def test_the_first_page_counts_a_visit_per_campaign(app, client):
     assert sorted(rows) == [("", "", "", 1), ("google", "cpc", "spring", 2)]
 
 
+@pytest.mark.both_dbs
 def test_invented_campaigns_stop_adding_rows_past_the_daily_cap(app_ctx, monkeypatch):
     monkeypatch.setattr(marketing, "DAILY_COMBINATIONS", 3)
     form = default_form()
@@ -307,6 +321,7 @@ def test_the_page_shows_the_figures_as_money_and_dashes(app, admin_client):
     assert "20.0%" in conversion and "62.5%" in conversion and "60.0%" in conversion
 
 
+@pytest.mark.both_dbs
 def test_each_figure_links_to_the_submissions_behind_it(app, admin_client):
     with app.app_context():
         seed_march()
@@ -537,7 +552,44 @@ def test_charts_are_inline_svg_with_a_title_and_no_script_nor_outside_url(app, a
     assert '<details class="chart-data"><summary>' in page
     assert "<script" not in page and "style=" not in page
     dashboard = text(admin_client.get("/admin/?days=7"))
+    assert "<svg" not in dashboard and "No calls to Housecall Pro in this period." in dashboard
+    with app.app_context():
+        add_calls()
+    dashboard = text(admin_client.get("/admin/?days=7"))
     assert len(re.findall(r"<svg\b", dashboard)) == 2 and "<script" not in dashboard
+    assert "HCP call latency per day" in dashboard and "HCP call error rate per day" in dashboard
+
+
+def add_calls() -> None:
+    """Six HCP calls yesterday and today: 200 ms on average, one in three failed."""
+    now = utcnow()
+    for n, (ms, ok) in enumerate([(100, True), (300, False), (200, True)] * 2):
+        db.session.add(
+            HcpCall(
+                method="POST",
+                path="/jobs",
+                status=200 if ok else 503,
+                ok=ok,
+                duration_ms=ms,
+                created_at=now - timedelta(hours=n * 5),
+            )  # fmt: skip
+        )
+    db.session.commit()
+
+
+@pytest.mark.both_dbs
+def test_sync_calls_per_local_day(app_ctx):
+    add_calls()
+    today = date.today()
+    period = marketing.Period(today - timedelta(days=6), today + timedelta(days=1))
+    days = marketing.call_days(period, TZ)
+    assert len(days) == 8
+    assert sum(d.calls for d in days) == 6 and sum(d.errors for d in days) == 2
+    assert sum(d.total_ms for d in days) == 1200
+    busy = [d for d in days if d.calls]
+    assert all(d.average_ms == d.total_ms / d.calls for d in busy)
+    empty = next(d for d in days if not d.calls)
+    assert empty.error_rate is None and empty.average_ms is None
 
 
 def page_weight(client, page: str) -> int:
@@ -602,6 +654,7 @@ def attempt(sub_id: int, number: int, outcome: str, message: str, when: datetime
     )
 
 
+@pytest.mark.both_dbs
 def test_dashboard_groups_failed_and_retried_syncs_by_cause(app, admin_client):
     now = utcnow()
     with app.app_context():

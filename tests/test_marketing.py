@@ -504,7 +504,7 @@ def test_a_bad_period_is_a_field_message_and_this_month_is_shown(admin_client, q
     page = text(response)
     assert message in page and "error-message" in page
     assert "here is this month instead" in page
-    assert f"This month ({date.today():%B}" in page or "This month (" in page
+    assert "This month (" in page
 
 
 @pytest.mark.parametrize("period", ["this_month", "last_month", "last_30", "last_90"])

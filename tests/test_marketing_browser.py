@@ -57,7 +57,7 @@ def test_marketing_page_charts_and_axe(browser, live, seeded, axe_source, js):  
     )
     assert names[0].startswith("Requests and jobs per day | Requests received")
     assert names[1].startswith("From visit to completed job | How many people")
-    assert names[2].startswith("Revenue paid by source | Revenue paid on the requests")
+    assert names[2].startswith("Revenue paid by source | Revenue paid on the requests received")
     # pygal's look comes from our stylesheet: the plot's background is white, not black
     fill = page.locator("main svg .plot > .background").first.evaluate(
         "e => getComputedStyle(e).fill"

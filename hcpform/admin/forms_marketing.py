@@ -73,8 +73,11 @@ class MarketingFilterForm(FlaskForm):
 
     @property
     def has_errors(self) -> bool:
-        """Return True when a filter was refused (the page then shows this month)."""
-        return any(f.errors for f in (self.period, self.date_from, self.date_to, self.form))
+        """Return True when the period was refused (the page then shows this month).
+
+        An unknown form is not an error: the page shows all forms.
+        """
+        return any(f.errors for f in (self.period, self.date_from, self.date_to))
 
 
 class SpendForm(FlaskForm):

@@ -31,7 +31,6 @@ from .forms_marketing import (
 from .submissions import neutralise
 
 TABLES = ("sources", "campaigns", "daily", "spend")
-STAGES = (("leads", "lead"), ("jobs", "job"), ("completed", "completed"), ("revenue", "paid"))
 
 
 def filter_form(forms: list[Form]) -> MarketingFilterForm:
@@ -64,7 +63,8 @@ class Context:
 
     def args(self) -> dict[str, str]:
         """Return the query values that reproduce this period and form."""
-        values = {"period": self.filters.period.data or "this_month"}
+        period = self.filters.period
+        values = {"period": "this_month" if period.errors else period.data or "this_month"}
         if values["period"] == "custom" and not self.filters.has_errors:
             values["date_from"] = self.period.start.isoformat()
             values["date_to"] = self.period.end.isoformat()
@@ -119,8 +119,6 @@ def marketing_page() -> ResponseReturnValue:
         spend=adspend.entries(),
         spend_form=SpendForm(),
         import_form=SpendImportForm(),
-        delete_form=DeleteSpendForm(),
-        stages=dict(STAGES),
         shown=marketing.shown,
         csv_args=ctx.args(),
     ), (400 if ctx.filters.has_errors else 200)
@@ -135,8 +133,8 @@ def page_charts(
     return {
         "daily": charts.line_chart(
             "Requests and jobs per day",
-            f"Requests received, jobs created in Housecall Pro and jobs completed, each day "
-            f"of {period.label}. The numbers are in the table below the chart.",
+            f"Requests received, jobs created in Housecall Pro and jobs completed each day "
+            f"({period.label}). The numbers are in the table below the chart.",
             labels,
             [
                 ("Requests", [daily.leads.get(d, 0) for d in daily.days]),
@@ -147,7 +145,7 @@ def page_charts(
         ),
         "funnel": charts.bar_chart(
             "From visit to completed job",
-            f"How many people reached each stage, {period.label}: "
+            f"How many people reached each stage ({period.label}): "
             + ", ".join(f"{label} {count}" for label, count in funnel)
             + ".",
             [label for label, _ in funnel],
@@ -157,7 +155,7 @@ def page_charts(
         ),
         "revenue": charts.bar_chart(
             "Revenue paid by source",
-            f"Revenue paid on the requests of {period.label}, by source: "
+            f"Revenue paid on the requests received ({period.label}), by source: "
             + (
                 ", ".join(f"{marketing.shown(r.key[0])} {money(r.revenue_cents)}" for r in paid)
                 or "none"

@@ -31,6 +31,7 @@ from .forms_marketing import (
 from .submissions import neutralise
 
 TABLES = ("sources", "campaigns", "daily", "spend")
+ROWS_SHOWN = 50  # per table on the page (the CSV files have every row): the page stays light
 
 
 def filter_form(forms: list[Form]) -> MarketingFilterForm:
@@ -121,6 +122,7 @@ def marketing_page() -> ResponseReturnValue:
         import_form=SpendImportForm(),
         shown=marketing.shown,
         csv_args=ctx.args(),
+        limit=ROWS_SHOWN,
     ), (400 if ctx.filters.has_errors else 200)
 
 

@@ -708,3 +708,12 @@ def test_dashboard_groups_failed_and_retried_syncs_by_cause(app, admin_client):
     assert "jt_old" not in listing  # older than the period
     assert admin_client.get("/admin/failures?cause=nope").status_code == 404
     assert "job type &lt;id&gt; not found" in text(admin_client.get("/admin/failures?days=30"))
+
+
+@pytest.mark.parametrize(
+    ("cents", "count", "expected"),
+    [(5, 2, 3), (1, 3, 0), (2, 3, 1), (310_000, 3, 103_333), (0, 4, 0), (100, 0, None),
+     (None, 4, None)],
+)  # fmt: skip
+def test_money_per_item_rounds_half_up_to_the_cent(cents, count, expected):
+    assert marketing.cents_ratio(cents, count) == expected

@@ -1,6 +1,10 @@
 """Database models: forms, drafts, submissions and their sync trail, admin and settings.
 
 Models hold data and small invariants only: no HTTP, no request globals, no enqueueing.
+
+Why one module: these classes are the schema. Alembic compares them with the migrations as one
+metadata, and a newcomer finds every table and column in one file, in one place to read when a
+migration is written; split by topic, a change to one table would often touch several files.
 """
 
 from __future__ import annotations
@@ -480,3 +484,31 @@ class AbandonedRequest(Model):
 
     draft: Mapped[Draft] = relationship()
     form: Mapped[Form] = relationship()
+
+
+class CampaignVisit(Model):
+    """First-page views of a form per local day and campaign, for the Marketing page (0013).
+
+    One row per form, day (the form's local day), source, medium and campaign (lowercased UTM
+    values, "" when absent); the wizard's first page adds one to it.
+    """
+
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    medium: Mapped[str] = mapped_column(String(200), primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AdSpend(Model):
+    """What the business spent on ads from one source in one month, in cents (0013)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))  # lowercased, like the reports' sources
+    month: Mapped[date] = mapped_column(Date, index=True)  # the month's first day
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(254), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (db.UniqueConstraint("source", "month", name="uq_ad_spend_source_month"),)

@@ -39,6 +39,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.people",
             "hcpform.connection",
             "hcpform.availability",
+            "hcpform.marketing",
+            "hcpform.adspend",
             "hcpform.webhooks.secret",
             "hcpform.webhooks.store",
             "hcpform.webhooks.apply",

@@ -10,7 +10,7 @@ from ..connection import connection_row, key_source
 from ..extensions import db
 from ..models import Form
 from ..timeutil import utcnow
-from . import bp, emergencies, stats
+from . import bp, emergencies, failures, stats
 
 
 @bp.get("/")
@@ -35,4 +35,5 @@ def dashboard() -> ResponseReturnValue:
         conn=conn,
         key_source=key_source(conn),
         open_emergencies=emergencies.banner(),
+        sync_health=failures.sync_health(utcnow(), days),
     )

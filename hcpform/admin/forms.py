@@ -38,6 +38,12 @@ STATUS_LABELS: dict[str, str] = {
     Status.QUARANTINED: "Quarantined",
     Status.MANUAL: "Handled manually",
 }
+STAGE_LABELS = {
+    "lead": "Requests (not spam)",
+    "job": "Job created",
+    "completed": "Job completed",
+    "paid": "Paid",
+}
 CUSTOMER_TYPES = (("residential", "Home (residential)"), ("commercial", "Business (commercial)"))
 
 
@@ -82,6 +88,11 @@ class SubmissionFilterForm(FlaskForm):
     )
     date_from = DateField("From", [Optional()])
     date_to = DateField("To", [Optional()])
+    # The Marketing page's links: a campaign's requests ("(none)" = no UTM value), by stage.
+    source = StringField("Source", [Optional(), Length(max=200)])
+    medium = StringField("Medium", [Optional(), Length(max=200)])
+    campaign = StringField("Campaign", [Optional(), Length(max=200)])
+    stage = SelectField("Stage", choices=[("", "Any stage"), *STAGE_LABELS.items()])
     # Not NumberRange: it compares through float(), which overflows on a 400-digit number.
     page = IntegerField("Page", [Optional(), _page_in_range])
 

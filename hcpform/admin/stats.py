@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, func, or_, select
 
-from .. import validation
+from .. import marketing, validation
 from ..extensions import db
 from ..models import (
     Draft,
@@ -304,6 +304,19 @@ def submissions_query(filters: dict[str, Any], tz_name: str) -> Select[Submissio
         stmt = stmt.where(Submission.created_at < end)
     if filters.get("q"):
         stmt = stmt.where(search_clause(filters["q"]))
+    for name in ("source", "medium", "campaign"):
+        if name in filters:  # "(none)": no value; compared lowercased, as the reports group
+            value = marketing.from_shown(filters[name])
+            column = getattr(Submission, f"utm_{name}")
+            stmt = stmt.where(func.lower(func.coalesce(column, "")) == value)
+    if filters.get("stage"):
+        stmt = stmt.where(Submission.status != Status.QUARANTINED)
+        if filters["stage"] in ("job", "completed"):
+            stmt = stmt.where(Submission.hcp_job_id.is_not(None))
+        if filters["stage"] == "completed":
+            stmt = stmt.where(Submission.hcp_status == "completed")
+        elif filters["stage"] == "paid":
+            stmt = stmt.where(Submission.paid_cents > 0)
     if filters.get("outcome") == "paid":
         stmt = stmt.where(Submission.paid_cents > 0)
     elif filters.get("outcome"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +19,16 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from .. import availability, emergency, formdefs, jobs, ratelimits, submissions, validation
+from .. import (
+    availability,
+    emergency,
+    formdefs,
+    jobs,
+    marketing,
+    ratelimits,
+    submissions,
+    validation,
+)
 from ..extensions import db
 from ..formdefs import choices_for
 from ..models import Draft, Form
@@ -123,6 +131,7 @@ def start(slug: str) -> ResponseReturnValue:
             return redirect(url_for(".done", slug=form.slug, d=draft.token))
         return redirect(step_url(form, steps.first_incomplete(slugs, draft.completed_steps), draft))
     submissions.count_event(form, "start", now=now)
+    marketing.count_visit(form, request.args, now=now)
     db.session.commit()
     return show_step(form, None, slugs[0], now=now)
 
@@ -466,33 +475,3 @@ def out_of_area(slug: str) -> ResponseReturnValue:
         back_url=step_url(form, formdefs.step_slugs(form.definition)[0], draft),
         action=url_for(".out_of_area", slug=form.slug, d=draft.token),
     )
-
-
-@bp.get("/<slug>/theme.css")
-def theme(slug: str) -> ResponseReturnValue:
-    """Serve the form's brand colour as CSS (a stylesheet, so the CSP needs no inline styles)."""
-    form = load_form(slug)
-    brand, text = brand_colours(form.brand_color)
-    css = f":root{{--brand:{brand};--brand-text:{text}}}\n"
-    response = make_response(css)
-    response.mimetype = "text/css"
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
-
-
-def brand_colours(colour: str) -> tuple[str, str]:
-    """Return a safe brand colour and the text colour (white or near-black) readable on it."""
-    if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour or ""):
-        colour = "#1d4ed8"
-
-    def channel(hex2: str) -> float:
-        c = int(hex2, 16) / 255
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    lum = (
-        0.2126 * channel(colour[1:3])
-        + 0.7152 * channel(colour[3:5])
-        + 0.0722 * channel(colour[5:7])
-    )
-    white_contrast = 1.05 / (lum + 0.05)
-    return colour, "#ffffff" if white_contrast >= 4.5 else "#111111"

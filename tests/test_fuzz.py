@@ -362,8 +362,8 @@ def admin_post_rules(app: Any) -> list[str]:
         if rule.endpoint.startswith("admin.") and "POST" in rule.methods:
             urls.append(
                 re.sub(
-                    r"<(?:int:)?(\w+)>",
-                    lambda m: {"sub_id": "1"}.get(m.group(1), "service-request"),
+                    r"<(int:)?(\w+)>",
+                    lambda m: "1" if m.group(1) else "service-request",  # an id, else a slug
                     rule.rule,
                 )
             )

@@ -128,7 +128,9 @@ def add_photo(draft: Draft, stream: IO[bytes]) -> Photo:
     )
     db.session.add(photo)
     db.session.flush()
-    logger.info("Photo %s added to a draft (%s, %d bytes)", key, processed.source_format, photo.size)
+    logger.info(
+        "Photo %s added to a draft (%s, %d bytes)", key, processed.source_format, photo.size
+    )
     return photo
 
 
@@ -175,6 +177,12 @@ def delete_files(names: Iterable[str]) -> None:
             store.delete(name)
         except (OSError, ValueError) as exc:
             logger.warning("Could not delete photo file %s: %s", name, exc.__class__.__name__)
+
+
+def of_people(*, submission_ids: list[int], draft_ids: list[int]) -> list[Photo]:
+    """Return the photos of these submissions and drafts (for a privacy export)."""
+    match = or_(Photo.submission_id.in_(submission_ids), Photo.draft_id.in_(draft_ids))
+    return list(db.session.scalars(select(Photo).where(match).order_by(Photo.id)))
 
 
 def erase(*, submission_ids: list[int], draft_ids: list[int]) -> int:

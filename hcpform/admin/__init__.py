@@ -46,6 +46,7 @@ from . import (  # noqa: E402,F401  (the routes register themselves on bp)
     dashboard,
     forms_settings,
     integration,
+    photos,
     privacy,
     submissions,
 )

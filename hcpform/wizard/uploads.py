@@ -161,7 +161,10 @@ def review_photo_helpers() -> dict[str, Any]:
             return {"items": [], "step_url": ""}
         held = photos.draft_photos(draft)
         items = [
-            {"url": thumb_url(form, draft.token, p.key), "size": fit(p.width, p.height, THUMB_SHOWN)}
+            {
+                "url": thumb_url(form, draft.token, p.key),
+                "size": fit(p.width, p.height, THUMB_SHOWN),
+            }
             for p in held
         ]
         step_url = url_for(".step", slug=form.slug, step=photos.PHOTO_STEP, d=draft.token)

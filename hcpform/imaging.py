@@ -134,12 +134,10 @@ def _decode(image: Image.Image, fmt: str, max_side: int) -> Image.Image:
         # The DCT decoder can decode at 1/2, 1/4, 1/8 scale: far less memory for big photos.
         image.draft("RGB", (max_side, max_side))
     image.load()
+    if max(image.size) > max_side:  # first, in place: the turn below then copies a small image
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     upright = ImageOps.exif_transpose(image)  # applies the EXIF orientation, drops the tag
-    if upright.mode not in ("RGB", "L"):
-        upright = _flatten(upright)
-    if max(upright.size) > max_side:
-        upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return upright
+    return _flatten(upright) if upright.mode not in ("RGB", "L") else upright
 
 
 def _flatten(image: Image.Image) -> Image.Image:

@@ -370,3 +370,38 @@ def test_privacy_erase_deletes_the_photos_and_their_files(app, admin_client):
         assert not (photo_dir(app) / name).exists()
     with app.app_context():
         assert db.session.scalar(select(func.count(Photo.id))) == 0
+
+
+# --------------------------------------------------------------------------- fuzz
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    content=st.one_of(
+        st.binary(max_size=2048),
+        st.sampled_from([b"\x89PNG\r\n\x1a\n" + bytes(40), b"\xff\xd8\xff\xe0" + bytes(64),
+                         b"RIFF\x00\x00\x00\x00WEBPVP8 ", bytes(4) + b"ftypheic" + bytes(64)]),
+    ),
+    name=st.text(max_size=300),
+    extra=st.dictionaries(st.sampled_from(["remove_photo", "photo_action", "photos"]),
+                          st.text(max_size=80), max_size=3),
+)  # fmt: skip
+def test_anything_posted_as_a_photo_is_refused_cleanly(app, content, name, extra):
+    client = app.test_client()  # a new visitor each time
+    wizard = to_description(client)
+    response = post_photos(wizard, [(content, name)], **extra)
+    assert response.status_code in (200, 400), response.status_code
+    token = wizard.token
+    js = client.post(
+        f"/f/service-request/photos?d={token}",
+        data={"csrf_token": "x", "photos": (io.BytesIO(content), name), **extra},
+    )
+    assert js.status_code in (400, 404), js.status_code

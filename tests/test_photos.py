@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples  # `settings` is a fixture here
+from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -31,6 +34,12 @@ from tests.helpers import Wizard, action_of, person, step_data
 pytest_plugins = ["tests.admin_fixtures"]
 
 AUTH = {"Authorization": "Token sandbox-key"}
+
+
+@pytest.fixture
+def settings(settings: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """The test's settings, with a photo store that `flask worker` subprocesses share."""
+    return {**settings, "PHOTO_STORAGE_DIR": str(tmp_path / "photo-store")}
 
 
 def to_description(client: Any) -> Wizard:
@@ -57,7 +66,7 @@ def stored(app: Any) -> list[Photo]:
 
 
 def photo_dir(app: Any) -> Path:
-    return Path(app.instance_path) / "photos"
+    return Path(app.config["PHOTO_STORAGE_DIR"])
 
 
 def error_text(page: str) -> str:
@@ -83,7 +92,8 @@ def test_a_phone_photo_loses_its_gps_and_is_at_most_2560_px(app, client):
         assert out.format == "JPEG"
         assert out.size == (1920, 2560)  # turned upright by the EXIF orientation, then scaled
     assert photo.sha256 == hashlib.sha256(data).hexdigest() and photo.size == len(data)
-    assert not str(photo_dir(app)).startswith(str(Path(app.static_folder)))
+    static = Path(__file__).resolve().parent.parent / "static"
+    assert photo_dir(app).exists() and static not in photo_dir(app).parents
 
 
 @pytest.mark.parametrize(
@@ -374,11 +384,8 @@ def test_privacy_erase_deletes_the_photos_and_their_files(app, admin_client):
 
 # --------------------------------------------------------------------------- fuzz
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
-
-@settings(
+@examples(
     max_examples=40,
     deadline=None,
     database=None,
@@ -405,3 +412,27 @@ def test_anything_posted_as_a_photo_is_refused_cleanly(app, content, name, extra
         data={"csrf_token": "x", "photos": (io.BytesIO(content), name), **extra},
     )
     assert js.status_code in (400, 404), js.status_code
+
+
+def test_deleting_a_quarantined_request_deletes_its_photos(app, admin_client):
+    with app.app_context():
+        sub, added = submission_with_photo()
+        sub.status = Status.QUARANTINED
+        db.session.commit()
+        sub_id, name = sub.id, added[0].stored_name
+    assert admin_client.post(f"/admin/submissions/{sub_id}/delete").status_code == 303
+    assert not (photo_dir(app) / name).exists() and stored(app) == []
+
+
+def test_a_real_worker_syncs_then_attaches_the_photos(app, client, sandbox, start_worker):
+    wizard = to_description(client)
+    post_photos(wizard, [(images.jpeg_with_gps((1200, 900)), "leak.jpg")])
+    answers = person()
+    for step in ("contact", "classification", "schedule"):
+        assert wizard.post(step_data(wizard.page, step, answers)).status_code == 200
+    wizard.post({})
+    assert start_worker("--burst").wait(timeout=90) == 0  # the sync, then the photos' job
+    job = sandbox_job(sandbox)
+    [photo] = stored(app)
+    assert [a["sha256"] for a in job["attachments"]] == [photo.sha256]
+    assert photo.attach_state == photos.ATTACHED

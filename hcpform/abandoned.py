@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import Select, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import formdefs, validation
+from . import formdefs, photos, validation
 from .extensions import db
 from .models import AbandonedRequest, Draft, Form
 from .timeutil import utcnow
@@ -98,7 +98,8 @@ def erase_expired(*, now: datetime) -> int:
     """Erase the personal answers of every draft past its expiry; commit; return how many.
 
     The row stays (the funnel counts it) with its steps, times and campaign; its answers, the
-    returning-customer lookup and any landing page or referrer are gone.
+    returning-customer lookup, any landing page or referrer, and the photos it never sent are
+    gone.
     """
     erased = 0
     while True:
@@ -124,6 +125,7 @@ def erase_expired(*, now: datetime) -> int:
                 )
                 .execution_options(synchronize_session=False)
             )
+        photos.erase(submission_ids=[], draft_ids=[d.id for d in drafts], unsent_only=True)
         db.session.commit()
         db.session.expire_all()
         erased += len(drafts)

@@ -94,6 +94,14 @@ class DefaultConfig:
     SPAM_MIN_SECONDS = 3.0  # minimum time from first step to submit
     TRUSTED_PROXIES = 0  # X-Forwarded-For hops to trust
 
+    # Photos of the problem on the description step (hcpform/photos.py, docs/photos.md).
+    PHOTO_MAX_COUNT = 5  # per request
+    PHOTO_MAX_BYTES = 10 * 1024 * 1024  # per file as sent; the upload routes' body limit follows
+    PHOTO_MAX_SIDE = 2560  # longest side kept, in pixels
+    PHOTO_MAX_PIXELS = 60_000_000  # more is refused as a decompression bomb (48 MP phones pass)
+    PHOTO_STORAGE_DIR: str | None = None  # where the files live; default instance/photos
+    PHOTO_ATTACH_MAX_ATTEMPTS = 8  # tries to attach one photo to the HCP job, then `failed`
+
     # Rate limits (hcpform/ratelimits.py), each a moving window in the `limits` library's
     # notation ("10/hour;3/minute"); RATELIMIT_ENABLED=false switches them off.
     # RATELIMIT_STORAGE_URI defaults to REDIS_URL (process memory in the embedded mode).
@@ -104,6 +112,7 @@ class DefaultConfig:
     RATELIMIT_DRAFTS_PER_IP = "30/hour;10/minute"  # new drafts (a valid first step)
     RATELIMIT_OUT_OF_AREA_PER_IP = "20/hour"  # "tell me when you serve my area" posts
     RATELIMIT_PAGE_VIEWS_PER_IP = "300/minute"  # wizard pages (GETs), against scraping/floods
+    RATELIMIT_PHOTOS_PER_IP = "60/hour;20/minute"  # photo uploads through wizard.js
     RATELIMIT_LOGIN = "5/15 minutes"
     RATELIMIT_WEBHOOK_PER_IP = "600/minute"  # POST /hooks/hcp, per sending address
     # Sign-in throttling (hcpform/admin/throttle.py); RATELIMIT_LOGIN above is per client IP.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 import redis
 from flask import Flask, current_app
@@ -26,6 +26,7 @@ from . import recurring, sync
 from .connection import connection_row
 from .extensions import db, get_redis, rowcount
 from .models import Status, Submission
+from .sync import attachments
 from .timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,41 @@ def sync_submission(submission_id: int) -> str:
         raise
     if outcome == "retry":
         enqueue_retry(submission_id)
+    if outcome == "synced" and attachments.pending(submission_id):
+        enqueue_attach(submission_id)  # the photos go on their own: they never fail the job
     return outcome
+
+
+def attach_photos(submission_id: int) -> str:
+    """Attach a synced submission's photos to its HCP job; enqueue the retry it scheduled."""
+    outcome, next_at = attachments.attach_photos(submission_id)
+    if next_at is not None:
+        enqueue_attach(submission_id, delay=max(0.0, (next_at - utcnow()).total_seconds()))
+    return outcome
+
+
+def enqueue_attach(submission_id: int, *, delay: float = 0.0) -> bool:
+    """Enqueue the photos' attachment for one submission; False if Redis is down.
+
+    A second job for the same submission is harmless: each photo is claimed before it is sent.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    queue = get_queue(app)
+    options: dict[str, Any] = {
+        "job_timeout": app.config["SYNC_JOB_TIMEOUT"],
+        "result_ttl": 600,
+        "failure_ttl": 7 * 24 * 3600,
+        "description": f"attach photos of submission {submission_id}",
+    }
+    try:
+        if delay > 0:
+            queue.enqueue_in(timedelta(seconds=delay), attach_photos, submission_id, **options)
+        else:
+            queue.enqueue(attach_photos, submission_id, **options)
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("Queue unreachable, photos of %s wait for the sweep: %s", submission_id, exc)
+        return False
+    return True
 
 
 def enqueue_retry(submission_id: int) -> bool:
@@ -99,6 +134,8 @@ def sweep() -> int:
     conn = connection_row()
     if conn.state != "disconnected" and not conn.paused:
         count += resume_waiting()
+        for sid in attachments.due_submissions(now=now, grace=grace):
+            count += enqueue_attach(sid)
     if count:
         logger.info("Sweep re-enqueued %s submissions", count)
     return count

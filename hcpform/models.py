@@ -512,3 +512,37 @@ class AdSpend(Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (db.UniqueConstraint("source", "month", name="uq_ad_spend_source_month"),)
+
+
+class Photo(Model):
+    """A homeowner's photo of the problem: the draft's while in the wizard, then the submission's.
+
+    The file itself (re-encoded, metadata stripped) lives in the photo store (hcpform/storage.py)
+    under `stored_name`, with its thumbnail under `thumb_name`; never in the web root.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)  # random; in URLs and HCP file name
+    draft_id: Mapped[int | None] = mapped_column(ForeignKey("draft.id"), index=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    content_type: Mapped[str] = mapped_column(String(32), default="image/jpeg")
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(Integer, default=0)  # bytes stored
+    sha256: Mapped[str] = mapped_column(String(64))
+    stored_name: Mapped[str] = mapped_column(String(200))
+    thumb_name: Mapped[str] = mapped_column(String(200))
+    # The attachment to the HCP job: waiting (no job yet), sending (claimed; the POST may be out),
+    # attached, retrying (after an error, at next_attach_at), failed (needs a person), skipped.
+    attach_state: Mapped[str] = mapped_column(String(16), default="waiting")
+    attach_sent: Mapped[bool] = mapped_column(Boolean, default=False)  # a POST went out once
+    attach_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attach_error: Mapped[str] = mapped_column(Text, default="")
+    next_attach_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attach_claim_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hcp_attachment_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_photo_attach_state_next", "attach_state", "next_attach_at"),)

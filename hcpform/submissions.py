@@ -11,7 +11,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import availability, formdefs, validation
+from . import availability, formdefs, photos, validation
 from .extensions import db, rowcount
 from .models import Draft, Form, FunnelCount, OutOfAreaRequest, Status, Submission
 from .timeutil import add_months
@@ -308,5 +308,6 @@ def submit(draft: Draft, form: Form, *, now: datetime, honeypot: str = "") -> Su
             continue
         draft.submitted_at = now
         draft.updated_at = now
+        photos.hand_over(draft, submission)
         return submission
     raise IntegrityError("submission", {}, Exception("could not pick a unique reference"))

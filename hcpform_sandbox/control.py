@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 from .customers import address_json, customer_json
 from .estimates import estimate_json
 from .faults import FaultConfig
-from .jobs import job_json
+from .jobs import attachments_of, job_json
 from .leads import lead_json
 from .staff import hours_json, parse_hours
 from .util import CONTROL_PREFIX, int_arg, json_response, state
@@ -37,7 +37,10 @@ def snapshot(st: SandboxState) -> dict[str, Any]:
             },
             "customers": [customer_json(st, c) for c in st.customers],
             "addresses": addresses,
-            "jobs": [job_json(st, j, ("appointments",)) for j in st.jobs],
+            "jobs": [
+                dict(job_json(st, j, ("appointments",)), attachments=attachments_of(st, j))
+                for j in st.jobs
+            ],
             "estimates": [estimate_json(st, e) for e in st.estimates],
             # HCP's Lead shows no note; the sandbox's own view does, so tests can read it.
             "leads": [dict(lead_json(st, i), note=st.leads[i]["note"]) for i in st.leads],

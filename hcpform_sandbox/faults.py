@@ -19,6 +19,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wsgi import get_input_stream
 
 from .contract import Violation, contract
+from .multipart import check_multipart, is_multipart, parse_multipart
 from .util import CONTROL_PREFIX, iso, utcnow
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ CREATE_OPERATIONS = frozenset(
         ("POST", "/leads"),
         ("POST", "/lead_sources"),
         ("POST", "/job_fields/job_types"),
+        ("POST", "/jobs/{job_id}/attachments"),
     }
 )
 
@@ -296,8 +298,16 @@ class FaultMiddleware:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         raw = _read_body(environ)
         query = MultiDict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-        body, body_error = _decode_json(raw, environ.get("CONTENT_TYPE"))
-        checked = contract().check_request(method, path, query, body)
+        if is_multipart(environ.get("CONTENT_TYPE")):
+            # Multipart (attachments): checked part by part against the operation's schema.
+            body, parts = parse_multipart(environ, raw)
+            body_error = None
+            sizes = {name: f["size"] for name, f in body["files"].items()}
+            checked = check_multipart(contract(), method, path, query, body["fields"], sizes)
+            environ["hcp_sandbox.parts"] = parts
+        else:
+            body, body_error = _decode_json(raw, environ.get("CONTENT_TYPE"))
+            checked = contract().check_request(method, path, query, body)
         violations = (
             checked.violations if body_error is None else [Violation("body", "", body_error)]
         )
@@ -314,7 +324,7 @@ class FaultMiddleware:
             "duration_ms": None,
         }
         self.state.log_request(entry)
-        environ["hcp_sandbox.body"] = body
+        environ["hcp_sandbox.body"] = body if "hcp_sandbox.parts" not in environ else None
         environ["hcp_sandbox.body_error"] = body_error
         environ["hcp_sandbox.template"] = checked.template
         environ["hcp_sandbox.violations"] = violations

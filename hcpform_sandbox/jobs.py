@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -93,7 +94,10 @@ def job_json(st: SandboxState, job_id: str, expand: Iterable[str] = ()) -> dict[
         "recurrence_rule": None,
     }
     if "attachments" in expand:
-        out["attachments"] = []
+        out["attachments"] = [
+            {k: a[k] for k in ("id", "file_name", "url", "file_type")}
+            for a in job.get("attachments", [])
+        ]
     return out
 
 
@@ -206,6 +210,7 @@ def create(st: SandboxState, data: Mapping[str, Any]) -> Result:
             "job_type_id": (data.get("job_fields") or {}).get("job_type_id"),
             "created_at": now,
             "updated_at": now,
+            "attachments": [],
         }
         st.remember(job_id)
         return 201, job_json(st, job_id)
@@ -270,6 +275,39 @@ def dispatch(st: SandboxState, job_id: str, data: Mapping[str, Any]) -> Result:
         return 200, {"assigned_employees": [employee_locked(st, e) for e in employee_ids]}
 
 
+def attach(st: SandboxState, job_id: str, parts: Mapping[str, Any] | None) -> Result:
+    """POST /jobs/{job_id}/attachments (multipart `file`): 202 with the job's URL only.
+
+    The sandbox keeps each file's name, type, size and SHA-256 (not its bytes), so tests see
+    what arrived; GET /jobs/{id}?expand[]=attachments lists them as HCP's Attachment.
+    """
+    upload = ((parts or {}).get("files") or {}).get("file")
+    with st.lock:
+        if job_id not in st.jobs:
+            return error(404, "job not found")
+        if not upload or not upload["data"]:
+            return field_errors(422, {"file": ["can't be blank"]})
+        attachment_id = new_id("att")
+        data: bytes = upload["data"]
+        st.jobs[job_id].setdefault("attachments", []).append(
+            {
+                "id": attachment_id,
+                "file_name": upload["filename"] or "upload",
+                "file_type": upload["content_type"] or "application/octet-stream",
+                "url": f"https://sandbox.housecallpro.invalid/attachments/{attachment_id}",
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+        st.jobs[job_id]["updated_at"] = iso(utcnow())
+        return 202, {"job_url": f"https://sandbox.housecallpro.invalid/jobs/{job_id}"}
+
+
+def attachments_of(st: SandboxState, job_id: str) -> list[dict[str, Any]]:
+    """Return everything the sandbox kept about a job's attachments (lock held)."""
+    return [dict(a) for a in st.jobs[job_id].get("attachments", [])]
+
+
 def search(st: SandboxState, args: MultiDict[str, str]) -> Result:
     """GET /jobs with customer_id, work_status[], scheduled_start/end ranges and sorting."""
     with st.lock:
@@ -312,6 +350,11 @@ def index() -> Response:
 @bp.get("/jobs/<job_id>")
 def show(job_id: str) -> Response:
     return answer(get(state(), job_id, request.args.getlist("expand[]")))
+
+
+@bp.post("/jobs/<job_id>/attachments")
+def attach_view(job_id: str) -> Response:
+    return answer(attach(state(), job_id, request.environ.get("hcp_sandbox.parts")))
 
 
 @bp.put("/jobs/<job_id>/dispatch")

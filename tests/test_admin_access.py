@@ -11,7 +11,24 @@ from tests.admin_helpers import make_submission, text
 
 pytest_plugins = ["tests.admin_fixtures"]
 
-URL_VALUES = {"slug": "service-request", "sub_id": 1, "form_id": 1}
+PHOTO_KEY = "0123456789abcdef0123456789abcdef"
+URL_VALUES = {"slug": "service-request", "sub_id": 1, "form_id": 1, "key": PHOTO_KEY}
+
+
+def seed_photo():
+    """A photo of submission 1 under PHOTO_KEY, made as the wizard makes one."""
+    import io
+
+    from hcpform import photos, submissions
+    from hcpform.timeutil import utcnow
+    from tests import images
+    from tests.factories import default_form
+
+    draft = submissions.start_draft(
+        default_form(), now=utcnow(), source="hosted", attribution={}, prefill={}
+    )
+    photo = photos.add_photo(draft, io.BytesIO(images.encoded("JPEG", (64, 48))))
+    photo.key, photo.submission_id = PHOTO_KEY, 1
 
 
 def admin_rules(app):
@@ -54,6 +71,7 @@ def test_login_page_is_public_but_never_framed_nor_cached(client):
 def test_every_admin_page_renders_for_an_admin_and_every_form_has_a_csrf_token(app, admin_client):
     with app.app_context():
         make_submission()
+        seed_photo()
         db.session.commit()
     pages = [(e, u) for e, u, m in admin_rules(app) if m == "GET"]
     assert len(pages) >= 8

@@ -190,7 +190,8 @@ def shoot(page: Any, name: str, *, frames: bool = False) -> None:
 def submit(page: Any) -> None:
     """Press the page's main button and wait for the next page."""
     with page.expect_navigation(timeout=TIMEOUT_MS):
-        page.locator("main form button[type=submit]").click()
+        # The unnamed one: the photo step's "Add photos" and "Remove" buttons carry a name.
+        page.locator("main form button[type=submit]:not([name])").click()
 
 
 def fill_step(page: Any, step: str, answers: dict[str, dict[str, str]]) -> None:
@@ -351,7 +352,7 @@ def press_until(page: Any, key: str, selector: str, *, limit: int = 40) -> None:
 
 def keyboard_submit(page: Any) -> None:
     """Tab to the main button and press Enter."""
-    press_until(page, "Tab", "main form button[type=submit]")
+    press_until(page, "Tab", "main form button[type=submit]:not([name])")
     with page.expect_navigation(timeout=TIMEOUT_MS):
         page.keyboard.press("Enter")
 
@@ -416,7 +417,7 @@ def test_keyboard_only(browser, live, app):
     keys.press("Space")
     press_until(page, "Tab", "#terms")
     keys.press("Space")
-    press_until(page, "Tab", "main form button[type=submit]")
+    press_until(page, "Tab", "main form button[type=submit]:not([name])")
     shoot(page, "keyboard-06-schedule-button-focus")
     keyboard_submit(page)
     expect_title(page, rf"Check your answers – {BUSINESS}")
@@ -494,7 +495,7 @@ def test_embedded_in_another_origin(browser, live, app, host_site, axe_source):
     first = inner()
     first.locator("#zip").fill("123")
     with first.expect_navigation(timeout=TIMEOUT_MS):
-        first.locator("main form button[type=submit]").click()
+        first.locator("main form button[type=submit]:not([name])").click()
     wizard.locator("[data-error-summary]").wait_for()
     inner().wait_for_function("() => document.activeElement.hasAttribute('data-error-summary')")
     run_axe(inner(), axe_source, "embed location errors")
@@ -505,7 +506,7 @@ def test_embedded_in_another_origin(browser, live, app, host_site, axe_source):
         fill_step(current, step, answers)
         page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")  # the host scrolls
         with current.expect_navigation(timeout=TIMEOUT_MS):
-            current.locator("main form button[type=submit]").click()
+            current.locator("main form button[type=submit]:not([name])").click()
         wizard.locator("h1").wait_for()
         wait_height_matches()
         name = inner().evaluate("() => document.body.dataset.step")
@@ -520,7 +521,7 @@ def test_embedded_in_another_origin(browser, live, app, host_site, axe_source):
     assert heights["contact"] > heights["location"] + 300, heights
     final = inner()
     with final.expect_navigation(timeout=TIMEOUT_MS):
-        final.locator("main form button[type=submit]").click()
+        final.locator("main form button[type=submit]:not([name])").click()
     wizard.locator(".reference").wait_for()
     reference = wizard.locator(".reference").inner_text()
     page.wait_for_function("() => window.hcpformEvents.some(e => e.type === 'hcpform:submitted')")
@@ -566,7 +567,7 @@ def test_container_target_and_prefill_through_the_loader(browser, live, app, hos
     assert page.locator("#booking a").count() == 0  # the fallback link gave way to the form
     wizard = page.frame_locator("#booking iframe")
     wizard.locator("#zip").fill("60614")
-    wizard.locator("main form button[type=submit]").click()
+    wizard.locator("main form button[type=submit]:not([name])").click()
     wizard.locator("#booking_type").wait_for()
     assert wizard.locator("#booking_type").input_value() == "Water heater"
     page.wait_for_function("() => window.hcpformEvents.length === 2")
@@ -707,4 +708,91 @@ def test_emergency_step6_at_375(browser, live, app, axe_source, js):
     with app.app_context():
         sub = db.session.scalar(select(Submission))
         assert (sub.urgency, sub.asap) == ("emergency", True)
+
+
+# --- photos (step 3) ------------------------------------------------------------------------
+
+
+def photo_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A phone photo (with GPS) and a program renamed to look like one."""
+    from tests import images
+
+    good, bad = tmp_path / "IMG_0042.jpg", tmp_path / "setup.jpg"
+    good.write_bytes(images.jpeg_with_gps((3000, 2000)))
+    bad.write_bytes(images.executable())
+    return good, bad
+
+
+def to_photo_step(page: Any, live: str) -> None:
+    answers = person()
+    page.goto(f"{live}/f/{SLUG}/")
+    for step in ("location", "service"):
+        fill_step(page, step, answers)
+        submit(page)
+    expect_title(page, rf"Step 3 of 6: {TITLES['description']} – {BUSINESS}")
+
+
+def axe_as_served(browser: Any, page: Any, axe_source: str, label: str) -> None:
+    """Run axe on the markup a JavaScript-free page shows: the same HTML and CSS, served again
+    to a page that may run scripts (axe is one), without wizard.js changing it."""
+    context = browser.new_context(viewport=PHONE)
+    copy = context.new_page()
+    html, url = page.content(), page.url
+    copy.route(url, lambda route: route.fulfill(body=html, content_type="text/html"))
+    copy.route("**/wizard.js", lambda route: route.fulfill(body="", content_type="text/javascript"))
+    copy.goto(url)
+    run_axe(copy, axe_source, label)
+    context.close()
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_photo_upload_at_375(browser, live, app, axe_source, js, tmp_path):
+    from hcpform.models import Photo
+
+    good, bad = photo_files(tmp_path)
+    context = browser.new_context(viewport=PHONE, java_script_enabled=js)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    to_photo_step(page, live)
+    label = f"photos {'js' if js else 'no-js'}"
+
+    def axe(state: str) -> None:
+        if js:
+            run_axe(page, axe_source, f"{label} {state}")
+        else:
+            axe_as_served(browser, page, axe_source, f"{label} {state}")
+
+    axe("empty")
+    page.locator("#booking_reason").fill("Water is leaking under the kitchen sink.")
+    page.locator("#photos").set_input_files(str(bad))
+    if js:  # refused at once, by the field; nothing else changes
+        status = page.locator("[data-photo-status]")
+        status.filter(has_text="isn't a photo").wait_for()
+        assert "setup.jpg" in status.inner_text()
+    else:
+        with page.expect_navigation():
+            page.locator("[name=photo_action]").click()
+        expect_title(page, rf"Error: Step 3 of 6: {TITLES['description']} – {BUSINESS}")
+        assert "isn't a photo" in page.locator("#photos-error").inner_text()
+        check_error_state(page, js=False)
+        assert "kitchen sink" in page.locator("#booking_reason").input_value()
+    axe("refused")
+    page.locator("#photos").set_input_files(str(good))
+    if not js:
+        with page.expect_navigation():
+            page.locator("[name=photo_action]").click()
+    page.locator("[data-photo] img").wait_for()
+    assert page.locator("[data-photo] img").evaluate("img => img.naturalWidth") > 0
+    assert "1 of 5 photos added" in page.locator("[data-photo-status]").inner_text()
+    check_layout(page, label)
+    axe("one photo")
+    shoot(page, f"photos-{'js' if js else 'no-js'}")
+    if js:
+        DOCS = ROOT / "docs" / "screenshots"
+        page.screenshot(path=str(DOCS / "step3-photos.png"), full_page=True)
+    submit(page)
+    expect_title(page, rf"Step 4 of 6: {TITLES['contact']} – {BUSINESS}")
+    with app.app_context():
+        photos = list(db.session.scalars(select(Photo)))
+        assert len(photos) == 1 and photos[0].width == 2560 and photos[0].height == 1707
     context.close()

@@ -52,6 +52,7 @@ from . import (  # noqa: E402,F401  (the routes register themselves on bp)
     integration,
     marketing,
     out_of_area,
+    photos,
     privacy,
     submissions,
     webhooks,

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 
+from .. import photos
 from ..extensions import db, rowcount
 from ..jobs import enqueue_sync
 from ..models import AbandonedRequest, Draft, HcpCall, Status, Submission, SyncAttempt
@@ -138,6 +139,7 @@ def delete_quarantined(sub: Submission) -> None:
     if sub.status != Status.QUARANTINED:
         raise ActionRefused("Only a quarantined submission can be deleted.")
     draft_id = sub.draft_id
+    photos.erase(submission_ids=[sub.id], draft_ids=[draft_id] if draft_id else [])
     db.session.execute(delete(HcpCall).where(HcpCall.submission_id == sub.id))
     db.session.execute(delete(SyncAttempt).where(SyncAttempt.submission_id == sub.id))
     db.session.execute(

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 
-from .. import formdefs, validation
+from .. import formdefs, photos, validation
 from ..extensions import db
 from ..models import (
     AbandonedRequest,
@@ -184,11 +184,18 @@ def export(person: Person, found: Found, *, now: datetime) -> dict[str, Any]:
         ],
         "out_of_area_requests": [_row(o) for o in found.out_of_area],
         "hcp_calls": [_row(c) for c in found.calls],
+        "photos": [
+            _row(p)
+            for p in photos.of_people(
+                submission_ids=[s.id for s in found.submissions],
+                draft_ids=[d.id for d in found.drafts],
+            )
+        ],
     }
 
 
 def erase(found: Found, *, now: datetime) -> dict[str, int]:
-    """Anonymise the person's submissions and delete their drafts and out-of-area requests.
+    """Anonymise the person's submissions; delete their drafts, photos and out-of-area requests.
 
     Sync records keep their ids and statuses, but HCP call messages are blanked. A submission
     not yet synced becomes "handled manually", so nothing erased is ever sent to HCP.
@@ -214,6 +221,7 @@ def erase(found: Found, *, now: datetime) -> dict[str, int]:
             update(HcpCall).where(HcpCall.submission_id.in_(sub_ids)).values(message="")
         )
     draft_ids = [d.id for d in found.drafts]
+    photo_count = photos.erase(submission_ids=sub_ids, draft_ids=draft_ids)  # rows, then files
     if draft_ids:
         # A draft may belong to a submission made under other details: unlink it first.
         db.session.execute(
@@ -229,4 +237,5 @@ def erase(found: Found, *, now: datetime) -> dict[str, int]:
         "drafts": len(draft_ids),
         "out_of_area_requests": len(oar_ids),
         "hcp_calls": len(found.calls),
+        "photos": photo_count,
     }

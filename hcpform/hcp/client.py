@@ -228,9 +228,12 @@ class HousecallProClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
         attempt: int | None = None,
     ) -> Any:
         """Make one call and return its parsed JSON body ({} when empty).
+
+        `files` sends a multipart/form-data body instead of JSON (name: (file name, bytes, type)).
 
         Raises:
             HcpError: HcpTransientError, HcpAuthError or HcpPermanentError for any failure.
@@ -258,7 +261,9 @@ class HousecallProClient:
                 self.base_url + path,
                 params=_encode_params(params),
                 json=json,
-                headers=self._headers,
+                files=files,
+                # None drops the session's JSON Content-Type, so requests sets the multipart one.
+                headers={**self._headers, "Content-Type": None} if files else self._headers,
                 auth=self._auth,
                 timeout=self.timeout,
                 # A redirected POST could be replayed as a GET or sent to another host; a
@@ -575,6 +580,23 @@ class HousecallProClient:
             "page_size": min(page_size, MAX_PAGE_SIZE),
         }
         return self._object("GET", "/jobs", params=params)
+
+    def add_job_attachment(
+        self, job_id: str, file_name: str, data: bytes, content_type: str = "image/jpeg"
+    ) -> dict[str, Any]:
+        """Attach a file to a job (multipart `file`; HCP answers 202 with the job's URL only).
+
+        The answer names no attachment id: get_job(expand=["attachments"]) lists them, with the
+        file name we gave, which is how a retry finds one whose answer was lost.
+        """
+        return cast(
+            "dict[str, Any]",
+            self._request(
+                "POST",
+                f"/jobs/{_seg(job_id)}/attachments",
+                files={"file": (file_name, data, content_type)},
+            ),
+        )
 
     def create_estimate(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Create an estimate (customer_id required; HCP answers 200) and return it."""

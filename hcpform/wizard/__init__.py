@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("wizard", __name__)
 
-from . import resume, theme, views  # noqa: E402,F401
+from . import photos_routes, resume, theme, uploads, views  # noqa: E402,F401

@@ -35,7 +35,7 @@ from ..models import Draft, Form
 from ..people import lookup_customer
 from ..security import allow_framing_by
 from ..timeutil import utcnow
-from . import bp, steps, urgent
+from . import bp, steps, uploads, urgent
 from .csrf import EXPIRED, make_token, posted_token_ok
 from .forms import (
     ATTRIBUTION_FIELDS,
@@ -52,7 +52,7 @@ from .slots import booked_window, days_shown, repeat_rows, service_type_of, slot
 from .tokens import current_token, given_token, is_embed, well_formed, with_cookie
 
 logger = logging.getLogger(__name__)
-NOT_PAGES = {"theme"}  # GETs that are no page view (the stylesheet every page loads)
+NOT_PAGES = {"theme", "photo_thumb"}  # GETs that are no page view (stylesheet, thumbnails)
 TAKEN = "That time was just taken; here are the times still open."
 
 
@@ -220,6 +220,7 @@ def show_step(
     wtform: WizardForm | None = None,
     status: int = 200,
     slots: availability.Availability | None = None,
+    photo_errors: list[str] | None = None,
 ) -> Response:
     """Render a step page."""
     slugs = formdefs.step_slugs(form.definition)
@@ -247,6 +248,7 @@ def show_step(
         days_shown=days_shown(slots, wtform),
         taken=bool(request.args.get("taken")),
         urgent=urgent.context(form, draft, slots, now=now),
+        **uploads.page_context(form, draft, slug, photo_errors or []),
     )
 
 
@@ -254,9 +256,19 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now: datetime) -> R
     """Validate a posted step; on success store it and go to the next page."""
     slugs = formdefs.step_slugs(form.definition)
     slots = slots_for(form, draft, slug, now=now)
-    wtform = step_form(form, draft, slug, now=now, formdata=request.form, slots=slots)
-    if not wtform.validate():
-        return show_step(form, draft, slug, now=now, wtform=wtform, status=400, slots=slots)
+    posted = uploads.take_post(form, draft, slug)  # the photo step's files and removals
+    photo_errors = posted.errors if posted else []
+    if posted is not None:
+        db.session.commit()
+    formdata = None if posted and posted.body_refused else request.form  # None: saved answers
+    wtform = step_form(form, draft, slug, now=now, formdata=formdata, slots=slots)
+    back = posted is not None and posted.back_to_step  # "Add photos" or "Remove", not Continue
+    if back or not wtform.validate() or photo_errors:
+        status = 400 if photo_errors or not back else 200
+        return show_step(
+            form, draft, slug, now=now, wtform=wtform, status=status, slots=slots,
+            photo_errors=photo_errors,
+        )  # fmt: skip
     answers = dict(wtform.cleaned)
     if wtform[HONEYPOT].data:
         answers["_honeypot"] = "1"

@@ -1,6 +1,6 @@
 /* hcpform wizard enhancements. Nothing needs this file: it focuses the error summary (and makes
-   its links focus the field, showing its label), counts characters, formats phone numbers and
-   guards double submits. Embed pages also load frame.js, which talks to the parent page. */
+   its links focus the field, showing its label), counts characters, formats phone numbers,
+   sends photos as they are chosen and guards double submits. Embed pages also load frame.js, which talks to the parent page. */
 (function () {
   "use strict";
   var summary = document.querySelector("[data-error-summary]");
@@ -56,6 +56,82 @@
       var first = hidden[0].querySelector("input");
       if (first) { first.focus(); }
       if (hidden.length <= 3) { more.parentNode.hidden = true; }
+    });
+  }
+
+  // Photos: each chosen file goes at once (a progress bar on slow connections), and "Remove"
+  // works in place. Without JS the step's own form carries the files (see _photos.html).
+  var box = document.querySelector("[data-photos]");
+  if (box && box.getAttribute("data-upload-url") && window.FormData && window.XMLHttpRequest) {
+    var input = box.querySelector("input[type=file]"), list = box.querySelector("[data-photo-list]");
+    var status = box.querySelector("[data-photo-status]"), add = box.querySelector("[data-photo-add]");
+    var form = box.closest("form"), csrf = form.querySelector("[name=csrf_token]").value;
+    var max = +box.getAttribute("data-max"), maxBytes = +box.getAttribute("data-max-bytes");
+    var busy = 0;
+    box.querySelector("[data-photo-send]").hidden = true;
+    function count() { return list.querySelectorAll("[data-photo]").length; }
+    function say(text, error) {
+      status.textContent = text;
+      status.className = error ? "photo-status error-message" : "photo-status";
+    }
+    function refresh() {
+      add.hidden = count() >= max;
+      Array.prototype.forEach.call(list.querySelectorAll("img"), function (img, i) {
+        img.alt = "Photo " + (i + 1) + " you added";
+      });
+    }
+    function item(key, thumb, w, h) {
+      var li = document.createElement("li"), img = new Image(), button = document.createElement("button");
+      var side = Math.max(w, h, 1), scale = Math.min(1, 160 / side);
+      li.className = "photo-item"; li.setAttribute("data-photo", key);
+      img.className = "photo-thumb"; img.src = thumb;
+      img.width = Math.round(w * scale); img.height = Math.round(h * scale);
+      button.type = "submit"; button.name = "remove_photo"; button.value = key;
+      button.className = "button button--secondary button--small"; button.textContent = "Remove photo";
+      li.appendChild(img); li.appendChild(button); list.appendChild(li);
+    }
+    function send(file) {
+      if (file.size > maxBytes) {
+        return say(file.name + ": This photo is larger than " + box.getAttribute("data-max-mb") + " MB. Choose a smaller one.", true);
+      }
+      var data = new FormData(), xhr = new XMLHttpRequest(), bar = document.createElement("progress");
+      data.append("csrf_token", csrf); data.append("photos", file);
+      bar.className = "photo-progress"; bar.max = 100; bar.value = 0;
+      bar.setAttribute("aria-label", "Sending " + file.name);
+      box.insertBefore(bar, add); busy++;
+      xhr.upload.onprogress = function (e) { if (e.lengthComputable) { bar.value = 100 * e.loaded / e.total; } };
+      xhr.onloadend = function () {
+        var answer = {}; busy--; bar.parentNode.removeChild(bar);
+        try { answer = JSON.parse(xhr.responseText); } catch (err) { answer = {}; }
+        if (xhr.status === 201) {
+          item(answer.key, answer.thumb, answer.width, answer.height);
+          say(answer.count + " of " + answer.max + " photos added.");
+        } else {
+          say(answer.error || (file.name + ": The photo couldn't be sent. Check your connection and try again."), true);
+        }
+        refresh();
+      };
+      xhr.open("POST", box.getAttribute("data-upload-url")); xhr.send(data);
+    }
+    input.addEventListener("change", function () {
+      Array.prototype.forEach.call(input.files, send);
+      input.value = "";  // sent already: the step's own post must not carry them again
+    });
+    list.addEventListener("click", function (event) {
+      var button = event.target.closest ? event.target.closest("[name=remove_photo]") : null;
+      if (!button) { return; }
+      event.preventDefault();
+      var data = new FormData(), xhr = new XMLHttpRequest();
+      data.append("csrf_token", csrf);
+      xhr.onloadend = function () {
+        if (xhr.status !== 200) { return say("The photo couldn't be removed. Try again.", true); }
+        var li = button.closest("[data-photo]"); li.parentNode.removeChild(li);
+        say(count() + " of " + max + " photos added."); refresh(); input.focus();
+      };
+      xhr.open("POST", box.getAttribute("data-remove-url").replace("KEY", button.value)); xhr.send(data);
+    });
+    form.addEventListener("submit", function (event) {
+      if (busy) { event.preventDefault(); say("Wait a moment: your photos are still being sent.", true); }
     });
   }
 

@@ -22,7 +22,7 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import recurring, sync
+from . import mailjobs, recurring, sync
 from .connection import connection_row
 from .extensions import db, get_redis, rowcount
 from .models import Status, Submission
@@ -40,6 +40,7 @@ def sync_submission(submission_id: int) -> str:
         raise
     if outcome == "retry":
         enqueue_retry(submission_id)
+    mailjobs.enqueue_for_submission(submission_id)  # the update its job created may have queued
     return outcome
 
 

@@ -29,9 +29,13 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.webhooks.signing",
             "hcpform.webhooks.figures",
             "hcpform.zipgeo",
+            "hcpform.mail",
         },
     ),
-    ("domain data", {"hcpform.models", "hcpform.formdefs", "hcpform.validation"}),
+    (
+        "domain data",
+        {"hcpform.models", "hcpform.formdefs", "hcpform.validation", "hcpform.preferences"},
+    ),
     (
         "domain operations",
         {
@@ -48,10 +52,14 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.recurring",
             "hcpform.emergency",
             "hcpform.abandoned",
+            "hcpform.outbox",
         },
     ),
     ("the HCP workflow", {"hcpform.sync", "hcpform.webhooks.reconcile"}),
-    ("the queue's jobs", {"hcpform.jobs", "hcpform.webhooks.tasks", "hcpform.periodic"}),
+    (
+        "the queue's jobs",
+        {"hcpform.jobs", "hcpform.webhooks.tasks", "hcpform.periodic", "hcpform.mailjobs"},
+    ),
     (
         "the surfaces: blueprints, CLI, workers and the app's plumbing",
         {

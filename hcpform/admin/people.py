@@ -12,13 +12,14 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 
-from .. import formdefs, validation
-from ..extensions import db
+from .. import formdefs, outbox, validation
+from ..extensions import db, rowcount
 from ..models import (
     AbandonedRequest,
     Draft,
     Form,
     HcpCall,
+    OutboxMessage,
     OutOfAreaRequest,
     Status,
     Submission,
@@ -184,6 +185,11 @@ def export(person: Person, found: Found, *, now: datetime) -> dict[str, Any]:
         ],
         "out_of_area_requests": [_row(o) for o in found.out_of_area],
         "hcp_calls": [_row(c) for c in found.calls],
+        "emails": [
+            {k: v for k, v in _row(m).items() if k != "lease_token"}
+            for s in found.submissions
+            for m in outbox.for_submission(s.id)
+        ],
     }
 
 
@@ -195,6 +201,7 @@ def erase(found: Found, *, now: datetime) -> dict[str, int]:
     The caller commits.
     """
     sub_ids = [s.id for s in found.submissions]
+    emails = 0
     for sub in found.submissions:
         sub.first_name = ERASED
         sub.last_name = ERASED
@@ -213,6 +220,12 @@ def erase(found: Found, *, now: datetime) -> dict[str, int]:
         db.session.execute(
             update(HcpCall).where(HcpCall.submission_id.in_(sub_ids)).values(message="")
         )
+        # Their emails (sent or not) go: the rows hold an address and render from the answers.
+        emails = rowcount(
+            db.session.execute(
+                delete(OutboxMessage).where(OutboxMessage.submission_id.in_(sub_ids))
+            )
+        )
     draft_ids = [d.id for d in found.drafts]
     if draft_ids:
         # A draft may belong to a submission made under other details: unlink it first.
@@ -229,4 +242,5 @@ def erase(found: Found, *, now: datetime) -> dict[str, int]:
         "drafts": len(draft_ids),
         "out_of_area_requests": len(oar_ids),
         "hcp_calls": len(found.calls),
+        "emails": emails,
     }

@@ -91,6 +91,7 @@ class DefaultConfig:
     MAIL_MAX_ATTEMPTS = 8  # then the message is failed, with the last reason shown
     MAIL_REFUSED_ATTEMPTS = 3  # … sooner when the server refuses it (5xx)
     MAIL_SWEEP_SECONDS = 30  # how often workers pick up due or stuck messages
+    MAIL_DEV_PORT = 8026  # `flask dev` without MAIL_URL: a local sink that prints each email
 
     # Wizard.
     DRAFT_TTL_DAYS = 7

@@ -66,6 +66,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.wizard",
             "hcpform.admin",
             "hcpform.cli",
+            "hcpform.devmail",
             "hcpform.worker",
             "hcpform.health",
             "hcpform.errors",

@@ -40,7 +40,11 @@ def sync_submission(submission_id: int) -> str:
         raise
     if outcome == "retry":
         enqueue_retry(submission_id)
-    mailjobs.enqueue_for_submission(submission_id)  # the update its job created may have queued
+    try:  # the update email its job may have queued; the outbox sweep catches a miss
+        mailjobs.enqueue_for_submission(submission_id)
+    except SQLAlchemyError:
+        logger.exception("Could not enqueue the emails of submission %s", submission_id)
+        db.session.rollback()
     return outcome
 
 

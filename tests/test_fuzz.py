@@ -363,7 +363,7 @@ def admin_post_rules(app: Any) -> list[str]:
             urls.append(
                 re.sub(
                     r"<(?:int:)?(\w+)>",
-                    lambda m: {"sub_id": "1"}.get(m.group(1), "service-request"),
+                    lambda m: {"sub_id": "1", "form_id": "1"}.get(m.group(1), "service-request"),
                     rule.rule,
                 )
             )

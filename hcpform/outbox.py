@@ -248,7 +248,15 @@ def deliver(message_id: int) -> str:
     cfg = current_app.config
     try:
         server = mail.parse_url(str(cfg["MAIL_URL"]))
-        mail.send(server, build(row), timeout=float(cfg["MAIL_TIMEOUT"]))
+        try:
+            message = build(row)
+        except mail.MailError:
+            raise
+        except Exception as exc:  # a template or data problem: retrying won't help much
+            logger.exception("Could not build email %s", message_id)
+            message_text = f"Could not build the email: {type(exc).__name__}"
+            raise mail.MailError(message_text, refused=True) from None
+        mail.send(server, message, timeout=float(cfg["MAIL_TIMEOUT"]))
     except mail.MailError as exc:
         return _failed(row, token, exc)
     done = db.session.execute(

@@ -332,3 +332,25 @@ def test_office_addresses_are_validated_in_the_form_settings(app: Any, admin_cli
         found, problems = outbox.parse_addresses("a@plumbing.example, nope, b@plumbing.example")
     assert found == ["a@plumbing.example", "b@plumbing.example"]
     assert problems == ["“nope” is not an email address"]
+
+
+def test_the_password_is_never_shown_nor_sent_without_tls(app: Any, smtp: Server) -> None:
+    from hcpform import mail
+
+    assert mail.describe("smtp://user:s3cret%21@mail.example:587") == (
+        "smtp://user:***@mail.example:587"
+    )
+    with pytest.raises(ValueError) as refused:
+        mail.parse_url("ftp://user:s3cret@mail.example")
+    assert "s3cret" not in str(refused.value)
+    app.config["MAIL_URL"] = f"smtp://user:s3cret@127.0.0.1:{smtp.port}"
+    with app.app_context():
+        sub = make_submission()
+        outbox.queue_submitted(sub, default_form(), now=_now())
+        db.session.commit()
+        message_id = outbox.for_submission(sub.id)[0].id
+        assert mailjobs.send_message(message_id) == "retry"  # this server offers no STARTTLS
+        row = db.session.get(OutboxMessage, message_id)
+        assert "no STARTTLS" in row.last_error and "s3cret" not in row.last_error
+        assert "s3cret" not in outbox.mail_status()["server"]
+    assert smtp.data_calls == 0

@@ -97,6 +97,21 @@ def dev_command(host: str, port: int) -> None:
         )
         sandbox.start()
         click.echo(f" * HCP sandbox at {sandbox.url} (API key: {app.config['HCP_SANDBOX_KEY']})")
+    sink = None
+    if not app.config.get("MAIL_URL"):  # a local sink that prints the app's emails
+        from .devmail import DEV_SENDER, start_sink
+
+        mail_port = int(app.config["MAIL_DEV_PORT"])
+        try:
+            sink = start_sink(mail_port)
+        except (ImportError, OSError, RuntimeError) as exc:  # aiosmtpd missing, or port taken
+            click.echo(f" * No local mail sink ({type(exc).__name__}): mail is off")
+        else:
+            mail_url = f"smtp://127.0.0.1:{mail_port}"
+            app.config["MAIL_URL"] = os.environ["HCPFORM_MAIL_URL"] = mail_url
+            app.config["MAIL_FROM"] = app.config.get("MAIL_FROM") or DEV_SENDER
+            os.environ.setdefault("HCPFORM_MAIL_FROM", app.config["MAIL_FROM"])
+            click.echo(f" * Local mail sink on 127.0.0.1:{mail_port}: emails are printed here")
     worker = None
     if is_embedded(app):
         ensure_embedded_worker(app)
@@ -121,4 +136,6 @@ def dev_command(host: str, port: int) -> None:
             worker.wait(timeout=30)
         if sandbox is not None:
             sandbox.stop()
+        if sink is not None:
+            sink.stop()
         time.sleep(0)

@@ -78,6 +78,21 @@ class DefaultConfig:
     HCP_HEALTH_CHECK_MINUTES = 10.0
     HCP_HEALTH_FAILURES = 3
 
+    # Email (hcpform/mail.py, hcpform/outbox.py): HCPFORM_MAIL_URL (smtp://user:pass@host:587
+    # with STARTTLS, or smtps://…:465) and HCPFORM_MAIL_FROM; without MAIL_URL no email is
+    # queued and the admin says mail is off. MAIL_OFFICE: office addresses for new forms.
+    MAIL_URL: str | None = None
+    MAIL_FROM = ""
+    MAIL_OFFICE = ""
+    MAIL_TIMEOUT = 20.0  # seconds per SMTP operation
+    MAIL_LEASE_SECONDS = 120  # a claimed message is taken over after this (a worker died)
+    MAIL_RETRY_BASE_SECONDS = 30.0  # first wait after a failed send; doubles each attempt
+    MAIL_RETRY_CAP_SECONDS = 3600.0
+    MAIL_MAX_ATTEMPTS = 8  # then the message is failed, with the last reason shown
+    MAIL_REFUSED_ATTEMPTS = 3  # … sooner when the server refuses it (5xx)
+    MAIL_SWEEP_SECONDS = 30  # how often workers pick up due or stuck messages
+    MAIL_DEV_PORT = 8026  # `flask dev` without MAIL_URL: a local sink that prints each email
+
     # Wizard.
     DRAFT_TTL_DAYS = 7
     # Abandoned requests (hcpform/abandoned.py): the idle time for new forms (each form has
@@ -174,7 +189,7 @@ def finish_config(app: Flask) -> None:
         cfg["PREFERRED_URL_SCHEME"] = "https"
     # The rate-limit counters live beside the queue, so every web process shares them.
     cfg.setdefault("RATELIMIT_STORAGE_URI", cfg.get("REDIS_URL") or "memory://")
-    for key in ("SECRET_KEY", "HCP_API_KEY", "HCP_WEBHOOK_SECRET", "ENCRYPTION_KEY"):
+    for key in ("SECRET_KEY", "HCP_API_KEY", "HCP_WEBHOOK_SECRET", "ENCRYPTION_KEY", "MAIL_URL"):
         if cfg.get(key) is not None:
             cfg[key] = str(cfg[key])  # from_prefixed_env may have parsed digits as an int
 
@@ -256,6 +271,17 @@ def check_config(app: Flask) -> None:
             f"plus one HCP call ({per_call:g} s), so that no second run takes a submission over "
             f"while the first can still write: make it more than {job + per_call:g} s."
         )
+    if cfg.get("MAIL_URL"):
+        from .mail import parse_url  # a leaf, like this module
+
+        try:
+            parse_url(str(cfg["MAIL_URL"]))
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from None
+        if "@" not in str(cfg.get("MAIL_FROM") or ""):
+            raise RuntimeError("HCPFORM_MAIL_FROM must be an email address when mail is on")
+        if float(cfg["MAIL_LEASE_SECONDS"]) <= 4 * float(cfg["MAIL_TIMEOUT"]):
+            raise RuntimeError("MAIL_LEASE_SECONDS must be more than 4 x MAIL_TIMEOUT")
     if cfg.get("PRODUCTION"):
         for env_name in ("SECRET_KEY", "HCPFORM_ENCRYPTION_KEY"):
             if not os.environ.get(env_name):

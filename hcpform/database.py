@@ -52,6 +52,8 @@ def create_form_from_template(slug: str, name: str, **overrides: Any) -> Form:
     settings.setdefault(
         "abandoned_after_minutes", int(current_app.config["ABANDONED_AFTER_MINUTES"])
     )
+    office = [a.strip() for a in str(current_app.config.get("MAIL_OFFICE") or "").split(",")]
+    settings.setdefault("office_emails", [a for a in office if "@" in a])
     form = Form(
         slug=slug,
         name=name,

@@ -4,9 +4,10 @@ Urgency "Emergency" (step 2) is what makes a request an emergency. The form's ke
 hint only: a description that mentions one (whole words or phrases, any case, any script) makes
 step 6 suggest choosing Emergency or calling, never changes the urgency by itself.
 
-Until the office gets an email (the channels issue), a saved emergency is a WARNING log line
-(reference, service type and ZIP prefix; nothing personal) and a banner on the admin dashboard
-listing the open ones, oldest first, until someone acknowledges each.
+A saved emergency is a WARNING log line (reference, service type and ZIP prefix; nothing
+personal), an email to the form's office addresses with URGENT in its subject when mail is on
+(queued with the submission by outbox.py, sent at once by a worker), and a banner on the admin
+dashboard listing the open ones, oldest first, until someone acknowledges each.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def when_label(day: date, label: str, *, now: datetime, time_zone: str) -> str:
 
 
 def alert_office(sub: Submission) -> None:
-    """Tell the office a new emergency came in (a WARNING log line; nothing personal)."""
+    """Log a new emergency (a WARNING line; nothing personal); its email is in the outbox."""
     if sub.urgency != EMERGENCY or sub.status == Status.QUARANTINED:
         return
     when = "as soon as possible" if sub.asap else (sub.booking_window or "no time chosen")

@@ -22,7 +22,7 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import recurring, sync
+from . import mailjobs, recurring, sync
 from .connection import connection_row
 from .extensions import db, get_redis, rowcount
 from .models import Status, Submission
@@ -43,6 +43,11 @@ def sync_submission(submission_id: int) -> str:
         enqueue_retry(submission_id)
     if outcome == "synced" and attachments.pending(submission_id):
         enqueue_attach(submission_id)  # the photos go on their own: they never fail the job
+    try:  # the update email its job may have queued; the outbox sweep catches a miss
+        mailjobs.enqueue_for_submission(submission_id)
+    except SQLAlchemyError:
+        logger.exception("Could not enqueue the emails of submission %s", submission_id)
+        db.session.rollback()
     return outcome
 
 

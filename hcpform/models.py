@@ -81,6 +81,12 @@ class Form(Model):
     # the person and their consent, idle this long, is listed; sent to HCP as a lead when on.
     abandoned_after_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     abandoned_to_hcp: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Contact preferences and email (migration 0015; preferences.py, outbox.py): the contact
+    # step's preselected choice, and the office addresses that get an alert per new request.
+    contact_method_default: Mapped[str] = mapped_column(
+        String(8), default="text", server_default="text"
+    )
+    office_emails: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     # Which HCP account this form syncs to (one today; room for several businesses).
     connection_id: Mapped[int | None] = mapped_column(ForeignKey("hcp_connection.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -241,6 +247,14 @@ class Submission(Model):
     job_total_cents: Mapped[int | None] = mapped_column(Integer)
     # The lead sent for this request's draft while it lay abandoned (migration 0014).
     abandoned_lead_id: Mapped[str | None] = mapped_column(String(64))
+    # How the person wants to be contacted ("call", "text", "email"; "" before 0015), and the
+    # marketing consent: ticked, when, and the wording's version (preferences.consent_version).
+    contact_method: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    marketing_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    marketing_consent_version: Mapped[str] = mapped_column(
+        String(16), default="", server_default=""
+    )
 
     # What became of the record in HCP (migration 0011; hcpform/webhooks/): its status and
     # money, each group with the time of the newest state applied (an older event never
@@ -546,3 +560,36 @@ class Photo(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_photo_attach_state_next", "attach_state", "next_attach_at"),)
+
+
+class OutboxMessage(Model):
+    """One message to send (migration 0015; outbox.py): queued with what triggers it, sent once.
+
+    The channel is "email" today; SMS can be added as another channel without moving data.
+    The body is rendered when sending, from the templates named by the kind (mail/<kind>.*);
+    (submission, kind, recipient) is unique, so a message is queued exactly once.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), default="email")
+    # confirmation | job_update | office_alert | emergency_alert
+    kind: Mapped[str] = mapped_column(String(32))
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id"), index=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    # queued | sending (claimed under a lease) | sent | failed (permanent, or out of retries)
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        db.UniqueConstraint(
+            "submission_id", "kind", "recipient", name="uq_outbox_submission_kind_recipient"
+        ),
+    )

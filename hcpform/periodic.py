@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 
-from . import abandoned
+from . import abandoned, mailjobs
 from .connection import connection_row, key_source, test_connection
 from .extensions import db, get_redis
 from .jobs import get_queue
@@ -73,7 +73,9 @@ def _enqueue_once(app: Flask, name: str, seconds: float, func: Callable[[], Any]
 
 
 def enqueue_periodic(app: Flask) -> None:
-    """Schedule the abandoned-request sweep and the connection check when they are due."""
+    """Schedule the abandoned-request sweep, the connection check and the outbox sweep."""
     cfg = app.config
     _enqueue_once(app, "abandoned-sweep", float(cfg["ABANDONED_SWEEP_SECONDS"]), abandoned_sweep)
     _enqueue_once(app, "hcp-health", float(cfg["HCP_HEALTH_CHECK_MINUTES"]) * 60, check_connection)
+    if cfg.get("MAIL_URL"):  # due and stuck emails (mailjobs.py)
+        _enqueue_once(app, "outbox-sweep", float(cfg["MAIL_SWEEP_SECONDS"]), mailjobs.sweep_outbox)

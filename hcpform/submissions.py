@@ -11,7 +11,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import availability, formdefs, photos, validation
+from . import availability, formdefs, outbox, photos, preferences, validation
 from .extensions import db, rowcount
 from .models import Draft, Form, FunnelCount, OutOfAreaRequest, Status, Submission
 from .timeutil import add_months
@@ -120,6 +120,10 @@ def save_step(
             return StepResult(out_of_area=True)
         # City and state the contact step shows until the person types their own.
         merged["_prefill"] = {"city": info.city, "state": info.state}
+    if "_marketing_consent" in answers:  # the time it was first ticked, until it is unticked
+        ticked = bool(merged.get("_marketing_consent"))
+        since = merged.get("_marketing_consent_at") or now.isoformat()
+        merged["_marketing_consent_at"] = since if ticked else None
     draft.answers = merged
     if "_contact_consent" in answers:
         consent = bool(merged.get("_contact_consent")) and any(contact_of(form, merged))
@@ -218,6 +222,8 @@ def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) ->
     repeat = formdefs.repeat_frequency(form.service_types, key("booking_type"))
     repeat = repeat if a.get(REPEAT_ANSWER) and repeat else ""
     attr = draft.attribution or {}
+    method = str(a.get("_contact_method") or "")
+    marketing_at = a.get("_marketing_consent_at") if a.get("_marketing_consent") else None
     public_answers = {k: v for k, v in a.items() if not k.startswith("_")}
     return Submission(
         reference=make_reference(),
@@ -255,6 +261,10 @@ def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) ->
         terms_version_id=form.current_terms.id if form.current_terms else None,
         answers=public_answers,
         language=form.language,
+        contact_method=method if method in preferences.METHODS else "",
+        marketing_consent=bool(marketing_at),
+        marketing_consent_at=datetime.fromisoformat(marketing_at) if marketing_at else None,
+        marketing_consent_version=preferences.consent_version() if marketing_at else "",
         utm_source=attr.get("utm_source", "")[:200],
         utm_medium=attr.get("utm_medium", "")[:200],
         utm_campaign=attr.get("utm_campaign", "")[:200],
@@ -309,5 +319,7 @@ def submit(draft: Draft, form: Form, *, now: datetime, honeypot: str = "") -> Su
         draft.submitted_at = now
         draft.updated_at = now
         photos.hand_over(draft, submission)
+        if status == Status.PENDING:  # in this transaction: committed with the submission
+            outbox.queue_submitted(submission, form, now=now)
         return submission
     raise IntegrityError("submission", {}, Exception("could not pick a unique reference"))

@@ -31,9 +31,13 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.zipgeo",
             "hcpform.imaging",
             "hcpform.storage",
+            "hcpform.mail",
         },
     ),
-    ("domain data", {"hcpform.models", "hcpform.formdefs", "hcpform.validation"}),
+    (
+        "domain data",
+        {"hcpform.models", "hcpform.formdefs", "hcpform.validation", "hcpform.preferences"},
+    ),
     (
         "domain operations",
         {
@@ -51,16 +55,21 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.emergency",
             "hcpform.abandoned",
             "hcpform.photos",
+            "hcpform.outbox",
         },
     ),
     ("the HCP workflow", {"hcpform.sync", "hcpform.webhooks.reconcile"}),
-    ("the queue's jobs", {"hcpform.jobs", "hcpform.webhooks.tasks", "hcpform.periodic"}),
+    (
+        "the queue's jobs",
+        {"hcpform.jobs", "hcpform.webhooks.tasks", "hcpform.periodic", "hcpform.mailjobs"},
+    ),
     (
         "the surfaces: blueprints, CLI, workers and the app's plumbing",
         {
             "hcpform.wizard",
             "hcpform.admin",
             "hcpform.cli",
+            "hcpform.devmail",
             "hcpform.worker",
             "hcpform.health",
             "hcpform.errors",

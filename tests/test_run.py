@@ -4,6 +4,7 @@ on its own port, with no Redis."""
 from __future__ import annotations
 
 import os
+import smtplib
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_dev_serves_the_wizard_and_the_sandbox_on_their_own_ports(tmp_path):
-    web, hcp = free_port(), free_port()
+    web, hcp, smtp = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "CI")} | {
         "HCP_API_BASE_URL": "sandbox",
         "HCPFORM_HCP_SANDBOX_URL": f"http://127.0.0.1:{hcp}",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}",
+        "HCPFORM_MAIL_DEV_PORT": str(smtp),
     }
     flask = [sys.executable, "-m", "flask", "--app", "hcpform"]
     subprocess.run([*flask, "init-db"], env=env, cwd=tmp_path, check=True, capture_output=True)
@@ -49,6 +51,10 @@ def test_dev_serves_the_wizard_and_the_sandbox_on_their_own_ports(tmp_path):
         assert (
             "customers" in requests.get(f"http://127.0.0.1:{hcp}/_sandbox/state", timeout=5).json()
         )
+        # Without HCPFORM_MAIL_URL, a local sink prints the app's emails to the console.
+        with smtplib.SMTP("127.0.0.1", smtp, timeout=5) as sink:
+            sink.sendmail("a@example.com", ["b@example.com"], "Subject: Hello sink\r\n\r\nHi\r\n")
+        wait_for(lambda: "Subject: Hello sink" in (tmp_path / "dev.log").read_text(), timeout=10)
     finally:
         server.terminate()
         server.wait(timeout=30)

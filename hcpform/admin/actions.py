@@ -14,7 +14,15 @@ from sqlalchemy import delete, or_, select, update
 from .. import photos
 from ..extensions import db, rowcount
 from ..jobs import enqueue_sync
-from ..models import AbandonedRequest, Draft, HcpCall, Status, Submission, SyncAttempt
+from ..models import (
+    AbandonedRequest,
+    Draft,
+    HcpCall,
+    OutboxMessage,
+    Status,
+    Submission,
+    SyncAttempt,
+)
 
 # Statuses "Retry now" may move back to pending (syncing only once its lease has run out).
 RETRYABLE = (Status.FAILED, Status.WAITING, Status.PENDING, Status.MANUAL)
@@ -142,6 +150,7 @@ def delete_quarantined(sub: Submission) -> None:
     photos.erase(submission_ids=[sub.id], draft_ids=[draft_id] if draft_id else [])
     db.session.execute(delete(HcpCall).where(HcpCall.submission_id == sub.id))
     db.session.execute(delete(SyncAttempt).where(SyncAttempt.submission_id == sub.id))
+    db.session.execute(delete(OutboxMessage).where(OutboxMessage.submission_id == sub.id))
     db.session.execute(
         delete(Submission).where(Submission.id == sub.id, Submission.status == Status.QUARANTINED)
     )

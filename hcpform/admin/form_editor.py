@@ -32,7 +32,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .. import assignment, emergency, formdefs, validation
+from .. import assignment, emergency, formdefs, outbox, preferences, validation
 from ..security import insecure_origins_refused, normalise_origin
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -207,6 +207,12 @@ class FormSettingsForm(FlaskForm):
     dispatch_jobs = BooleanField("Dispatch booked jobs to the assigned pro")
     emergency_keywords = TextAreaField("Words that sound urgent", [Length(max=5000)])
     emergency_job_type_id = SelectField("Emergency job type", choices=[], validate_choice=True)
+    contact_method_default = SelectField(
+        "Contact preference preselected",
+        choices=list(preferences.METHODS.items()),
+        validate_choice=True,
+    )
+    office_emails = TextAreaField("Office email addresses", [Length(max=2000)])
     terms = TextAreaField("Terms text", [DataRequired("Enter the terms"), Length(max=10_000)])
     allowed_domains = TextAreaField("Allowed embedding domains")
     business_name = StringField("Business name", [Optional(), Length(max=200)])
@@ -246,6 +252,15 @@ class FormSettingsForm(FlaskForm):
             for e in field.entries
             if (e.form.name.data or "").strip()
         ]
+
+    def validate_office_emails(self, field: Field) -> None:
+        """Read comma-separated addresses; name each one that is not an email address."""
+        found, problems = outbox.parse_addresses(field.data)
+        if problems:
+            raise ValidationError("; ".join(problems))
+        if len(found) > 10:
+            raise ValidationError("At most 10 addresses")
+        self.cleaned["office_emails"] = found
 
     def validate_territories(self, field: Field) -> None:
         """Read one line per pro, "Marcus Reyes: 787, 78745"; name each bad line."""

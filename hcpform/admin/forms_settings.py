@@ -29,6 +29,7 @@ SIMPLE_FIELDS = (
     "name", "published", "sync_enabled", "submissions_per_hour", "booking_horizon_days",
     "business_name", "brand_color", "logo_url", "scheduling_mode", "booking_days",
     "lead_time_minutes", "use_service_zones", "dispatch_jobs", "emergency_job_type_id",
+    "contact_method_default",
 )  # fmt: skip
 # Settings of a service type the page does not edit; a save keeps them (by the type's name).
 
@@ -99,6 +100,7 @@ def _initial(form: Form, lists: settings.HcpLists) -> dict[str, Any]:
         form.territories or {}, lists.employees, readable=not lists.problem
     )
     data["emergency_keywords"] = "\n".join(form.emergency_keywords or [])
+    data["office_emails"] = ", ".join(form.office_emails or [])
     return data
 
 

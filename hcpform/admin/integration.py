@@ -7,6 +7,7 @@ import logging
 from flask import flash, g, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
+from .. import outbox
 from ..connection import connection_row, key_source
 from ..extensions import db
 from ..models import HcpConnection
@@ -58,6 +59,7 @@ def render_page(
             waiting=settings.waiting_count(),
             webhook=panel(conn),
             webhook_form=webhook_form or WebhookSecretForm(formdata=None),
+            mail=outbox.mail_status(),
         ),
         status,
     )

@@ -12,13 +12,14 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 
-from .. import formdefs, photos, validation
-from ..extensions import db
+from .. import formdefs, outbox, photos, validation
+from ..extensions import db, rowcount
 from ..models import (
     AbandonedRequest,
     Draft,
     Form,
     HcpCall,
+    OutboxMessage,
     OutOfAreaRequest,
     Status,
     Submission,
@@ -191,6 +192,11 @@ def export(person: Person, found: Found, *, now: datetime) -> dict[str, Any]:
                 draft_ids=[d.id for d in found.drafts],
             )
         ],
+        "emails": [
+            {k: v for k, v in _row(m).items() if k != "lease_token"}
+            for s in found.submissions
+            for m in outbox.for_submission(s.id)
+        ],
     }
 
 
@@ -202,6 +208,7 @@ def erase(found: Found, *, now: datetime) -> dict[str, int]:
     The caller commits.
     """
     sub_ids = [s.id for s in found.submissions]
+    emails = 0
     for sub in found.submissions:
         sub.first_name = ERASED
         sub.last_name = ERASED
@@ -219,6 +226,12 @@ def erase(found: Found, *, now: datetime) -> dict[str, int]:
     if sub_ids:
         db.session.execute(
             update(HcpCall).where(HcpCall.submission_id.in_(sub_ids)).values(message="")
+        )
+        # Their emails (sent or not) go: the rows hold an address and render from the answers.
+        emails = rowcount(
+            db.session.execute(
+                delete(OutboxMessage).where(OutboxMessage.submission_id.in_(sub_ids))
+            )
         )
     draft_ids = [d.id for d in found.drafts]
     photo_count = photos.erase(submission_ids=sub_ids, draft_ids=draft_ids)  # rows, then files
@@ -238,4 +251,5 @@ def erase(found: Found, *, now: datetime) -> dict[str, int]:
         "out_of_area_requests": len(oar_ids),
         "hcp_calls": len(found.calls),
         "photos": photo_count,
+        "emails": emails,
     }

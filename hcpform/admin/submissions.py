@@ -20,7 +20,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
-from .. import recurring
+from .. import outbox, recurring
 from ..extensions import db
 from ..models import Form, Status, Submission
 from ..timeutil import utcnow
@@ -147,6 +147,8 @@ def submission(sub_id: int) -> ResponseReturnValue:
         retryable=sub.status in actions.RETRYABLE or sub.status == Status.SYNCING,
         manual_allowed=sub.status in actions.MANUAL_FROM,
         follow_ups=recurring.follow_ups(sub) if sub.repeat_every else [],
+        emails=outbox.for_submission(sub.id),
+        mail_on=outbox.mail_on(),
     )
 
 

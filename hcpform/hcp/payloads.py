@@ -19,6 +19,9 @@ PREFERRED_TIME_TAG = "Preferred time"
 NEEDS_ASSIGNMENT_TAG = "Needs assignment"  # a job or estimate that no pro was assigned to
 RECURRING_TAG = "Recurring maintenance"
 ASAP_TAG = "ASAP"  # an emergency to send someone to as soon as possible, not yet scheduled
+# The contact step's preference, as the job's tag and its line in the notes.
+CONTACT_TAGS = {"call": "Prefers call", "text": "Prefers text", "email": "Prefers email"}
+CONTACT_NOTES = {"call": "a phone call", "text": "a text message", "email": "email"}
 
 
 def reference_marker(reference: str) -> str:
@@ -41,6 +44,8 @@ def job_tags(sub: ServiceRequest, extra: list[str]) -> list[str]:
         tags.append(RECURRING_TAG)
     if sub.asap and not _booked(sub):
         tags.append(ASAP_TAG)
+    if sub.contact_method in CONTACT_TAGS:
+        tags.append(CONTACT_TAGS[sub.contact_method])
     return _unique(tags)
 
 
@@ -77,7 +82,8 @@ def customer_body(
         "last_name": sub.last_name,
         "email": sub.email,
         "mobile_number": hcp_phone(sub.phone),
-        "notifications_enabled": True,
+        # HCP's own notifications: off only when the person asked for a phone call only.
+        "notifications_enabled": sub.contact_method != "call",
         "tags": customer_tags(sub, tags),
         "addresses": [address_body(sub)],
     }
@@ -104,6 +110,8 @@ def job_notes(sub: ServiceRequest, *, window_label: str, time_zone: str) -> str:
         )
     if sub.special_instructions:
         lines.append(f"Special instructions: {sub.special_instructions}")
+    if sub.contact_method in CONTACT_NOTES:
+        lines.append(f"Contact preference: {CONTACT_NOTES[sub.contact_method]}")
     kind = "Commercial" if sub.customer_type == "commercial" else "Residential"
     first = {True: "first-time client", False: "returning client", None: "not said"}[
         sub.is_first_time_client

@@ -52,6 +52,8 @@ class ServiceRequest:
     asap: bool = False
     # The lead sent for this request's draft while it lay abandoned (its job notes name it).
     abandoned_lead_id: str | None = None
+    # How the person wants to be contacted: "call", "text", "email" ("" = not asked).
+    contact_method: str = ""
 
     @classmethod
     def of(cls, source: Any) -> ServiceRequest:

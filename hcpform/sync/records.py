@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from .. import assignment
+from .. import assignment, outbox
 from ..extensions import db
 from ..hcp import payloads
 from ..hcp.client import HcpError, HousecallProClient
@@ -42,6 +42,7 @@ def ensure_job(
             text = " ".join(n.get("content") or "" for n in notes if isinstance(n, dict))
             if marker in text or marker in (job.get("description") or ""):
                 sub.hcp_job_id = job["id"]
+                outbox.queue_job_update(sub, now=utcnow())  # committed with the job's id
                 db.session.commit()
                 return
     customer_id, address_id = _customer_and_address(sub)
@@ -62,6 +63,7 @@ def ensure_job(
     created = client.create_job(body)
     sub.hcp_job_id = created["id"]
     sub.job_work_status = created.get("work_status")
+    outbox.queue_job_update(sub, now=utcnow())  # committed with the job's id
     db.session.commit()
 
 

@@ -21,7 +21,7 @@ from wtforms import (
 )
 from wtforms.validators import ValidationError
 
-from .. import emergency, formdefs, validation
+from .. import emergency, formdefs, preferences, validation
 from ..availability import BOOKED, PREFERENCE, Availability
 from ..formdefs import choices_for
 from ..models import Form
@@ -49,6 +49,11 @@ SLOT_TAKEN = "That time is no longer open. Choose one of the times shown."
 # Unticked by default; stored on the draft as `_contact_consent` (hcpform/abandoned.py).
 CONSENT_FIELD = "contact_consent"
 CONSENT_LABEL = "If I don't finish this request, you may contact me about it"
+# On the same step: how they'd like to be contacted (preselected from the form's setting), and,
+# separately and unticked, marketing consent (texts in preferences.py). Kept on the draft as
+# `_contact_method` and `_marketing_consent`.
+METHOD_FIELD = "contact_method"
+MARKETING_FIELD = "marketing_consent"
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,19 @@ def _store_consent(wtform: WizardForm, wtfield: Field) -> None:
     wtform.cleaned["_contact_consent"] = bool(wtfield.data)
 
 
+def _store_method(wtform: WizardForm, wtfield: Field) -> None:
+    """Keep the contact preference; an unknown value gets a field message, none the default."""
+    value = wtfield.data or wtfield.default
+    if value not in preferences.METHODS:
+        raise ValidationError(preferences.METHOD_INVALID)
+    wtform.cleaned["_contact_method"] = value
+
+
+def _store_marketing(wtform: WizardForm, wtfield: Field) -> None:
+    """Keep the marketing consent (ticked or not) with the step's answers."""
+    wtform.cleaned["_marketing_consent"] = bool(wtfield.data)
+
+
 def _slot_validator(
     slots: Availability, date_name: str, time_name: str, *, asap: bool = False
 ) -> Callable[[WizardForm, Field], None]:
@@ -370,6 +388,17 @@ def build_step_form(
     by_key = {f.get("hcp_key"): f for f in step["fields"] if f.get("hcp_key")}
     if "customer_phone" in by_key or "customer_email" in by_key:
         attrs[CONSENT_FIELD] = BooleanField(CONSENT_LABEL, validators=[_store_consent])
+        method = form.contact_method_default
+        attrs[METHOD_FIELD] = RadioField(
+            preferences.METHOD_LEGEND,
+            choices=list(preferences.METHODS.items()),
+            default=method if method in preferences.METHODS else preferences.DEFAULT_METHOD,
+            validate_choice=False,  # _store_method gives the clearer message
+            validators=[_store_method],
+        )
+        attrs[MARKETING_FIELD] = BooleanField(
+            preferences.MARKETING_LABEL, validators=[_store_marketing]
+        )
     if "city" in by_key and "state" in by_key:
         zip_field = by_key.get("zip")
         attrs["address_fields"] = (

@@ -24,6 +24,7 @@ from .. import (
     emergency,
     formdefs,
     jobs,
+    mailjobs,
     marketing,
     ratelimits,
     submissions,
@@ -41,6 +42,8 @@ from .forms import (
     ATTRIBUTION_FIELDS,
     CONSENT_FIELD,
     HONEYPOT,
+    MARKETING_FIELD,
+    METHOD_FIELD,
     PREFILL_FIELDS,
     SLOT_FIELD,
     WizardForm,
@@ -179,6 +182,9 @@ def step_form(
     if time_name and answers.get("_schedule_kind") == availability.BOOKED:
         data[SLOT_FIELD] = answers.get(time_name)
     data[CONSENT_FIELD] = bool(answers.get("_contact_consent"))
+    data[MARKETING_FIELD] = bool(answers.get("_marketing_consent"))
+    if answers.get("_contact_method"):
+        data[METHOD_FIELD] = answers["_contact_method"]
     if draft is not None and (draft.lookup or {}).get("matched"):
         data.setdefault("isFirstTimeClient", "false")  # recognised by phone: a returning client
     if draft is None:  # first page: attribution and allowed prefills ride along hidden
@@ -378,6 +384,7 @@ def submit(form: Form, draft: Draft, *, now: datetime) -> ResponseReturnValue:
     logger.info("Submission %s saved (%s)", submission.reference, submission.status)
     if fresh:
         emergency.alert_office(submission)
+        mailjobs.enqueue_for_submission(submission.id)  # queued with it; the sweep retries
     response = redirect(url_for(".done", slug=form.slug, d=draft.token))
     return with_cookie(response, form, draft)
 

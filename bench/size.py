@@ -1,6 +1,7 @@
 """Size and memory: bytes per wizard step, and peak RSS of the web and worker processes.
 
     .venv/bin/python bench/size.py [--quick] [--db postgresql] [--checkpoints 1000,5000]
+    .venv/bin/python bench/size.py --zips    # only: one web process, the app and a few ZIPs
 
 Starts a redis-server, the HCP sandbox, gunicorn (2 sync workers) on hcpform and one
 `flask --app hcpform worker`. First walks one wizard and weighs each page: its HTML and the CSS
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import re
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -43,6 +46,7 @@ from bench.common import (  # noqa: E402
     person,
     sampling,
     save_results,
+    sqlite_url,
     start_gunicorn,
     start_redis,
     start_sandbox,
@@ -160,6 +164,73 @@ def snapshot(
     }
 
 
+# What a fresh web process does: import the app as gunicorn does, then validate a few ZIPs the
+# way the wizard and the admin do. It prints its RSS (KiB) at each stage as one JSON line.
+ZIP_PROBE = """
+import json, sys
+
+def rss():
+    with open("/proc/self/status") as fh:
+        return {l.split(":")[0]: int(l.split()[1]) for l in fh if l.startswith(("VmRSS", "VmHWM"))}
+
+seen = {"python": rss()}
+from wsgi import app
+seen["app imported"] = rss()
+from hcpform import validation, zipgeo
+with app.app_context():
+    for typed in ("60614", "94103-1234", "10001", "99999", "\uff19\uff14\uff11\uff10\uff13"):
+        try:
+            validation.parse_zip(typed)
+        except validation.Invalid:
+            pass
+    zipgeo.nearest("60614", ["60601", "94103", "10001"])
+    zipgeo.place("94103")
+seen["5 ZIPs validated"] = rss()
+print(json.dumps(seen))
+"""
+
+
+def weigh_zips(env: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Return a fresh web process's RSS after Python, the app, and validating a few ZIPs."""
+    result = subprocess.run(
+        [sys.executable, "-c", ZIP_PROBE],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the ZIP probe failed:\n{result.stderr[-3000:]}")
+    seen: dict[str, dict[str, int]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return seen
+
+
+def zips_only(info: dict[str, Any]) -> int:
+    """`--zips`: one web process's RSS after importing the app and validating a few ZIPs."""
+    out: dict[str, Any] = {"machine": info, "args": {"zips": True}, "runs": []}
+    with Procs() as procs:
+        env = app_env(sqlite_url(procs), start_redis(procs), "http://127.0.0.1:9")
+        init_db(env)
+        for _ in range(3):
+            out["runs"].append(weigh_zips(env))
+    print("RSS of a fresh web process (median of 3 runs), MB:")
+    stages = list(out["runs"][0])
+    for stage in stages:
+        values = sorted(run[stage]["VmRSS"] / 1024 for run in out["runs"])
+        print(f"  {stage:<18} {values[1]:6.1f}")
+    last = sorted(run[stages[-1]]["VmHWM"] / 1024 for run in out["runs"])[1]
+    zips = sorted(
+        (run[stages[-1]]["VmRSS"] - run[stages[-2]]["VmRSS"]) / 1024 for run in out["runs"]
+    )[1]
+    print(
+        f"  => peak RSS {last:.1f} MB (goal for a web process <= 100 MB: "
+        f"{'MET' if last <= 100 else 'NOT MET'}); the ZIPs added {zips:+.1f} MB"
+    )
+    save_results("size-zips", out)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,11 +240,16 @@ def main() -> int:
     parser.add_argument("--checkpoints", default="1000,5000")
     parser.add_argument("--users", type=int, default=6)
     parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument(
+        "--zips", action="store_true", help="only a web process's RSS after a few ZIP checks"
+    )
     args = parser.parse_args()
     if args.quick:
         args.checkpoints = "50,150"
     checkpoints = [int(x) for x in args.checkpoints.split(",")]
     info = header("Size and memory (bench/size.py)")
+    if args.zips:
+        return zips_only(info)
     out: dict[str, Any] = {"machine": info, "args": vars(args)}
     with Procs() as procs:
         db_url, _why = choose_db_url(args.db, procs)

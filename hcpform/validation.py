@@ -2,8 +2,8 @@
 
 Code-like values (ZIP, phone, date) are NFKC-normalised first, so digits typed on a full-width
 keyboard count, and then must be plain ASCII: a digit of another script, a zero-width character
-or anything else passes no further, whatever Python's Unicode-aware `\\d` would say. Third-party
-parsers (the `zipcodes` extension, phonenumbers, email_validator) are called through `_contained`:
+or anything else passes no further, whatever Python's Unicode-aware `\\d` would say. Parsers
+(phonenumbers, email_validator, and the ZIP table of `zipgeo`) are called through `_contained`:
 a failure of theirs, even a Rust panic (a BaseException), becomes the field's own message.
 """
 
@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import phonenumbers
-import zipcodes
 from email_validator import validate_email
 
+from . import zipgeo
 from .hcp.matching import display_phone
 
 T = TypeVar("T")  # what a contained call returns
@@ -107,30 +107,22 @@ class ZipInfo:
     cities: tuple[str, ...] = field(default=(), compare=False)
 
 
-def _zip_rows(zip5: str) -> list[dict[str, Any]]:
-    rows = zipcodes.matching(zip5)
-    return list(rows or [])
-
-
 @lru_cache(maxsize=4096)
 def _zip_lookup(zip5: str) -> ZipInfo | None:
-    if not ZIP_RE.match(zip5):  # the extension slices bytes: only ever give it 5 ASCII digits
+    match = ZIP_RE.match(zip5)
+    if not match:  # the table is only ever asked about 5 ASCII digits
         return None
-    try:
-        rows = _contained("no such ZIP", _zip_rows, zip5)
+    try:  # a damaged table (a broken install) is logged by zipgeo; here it is "no such ZIP"
+        record = _contained("no such ZIP", zipgeo.lookup, match.group(1))
     except Invalid:
         return None
-    if not rows:
+    if record is None:
         return None
-    row = rows[0]
-    cities = []
-    for r in rows:
-        for name in [r.get("city") or "", *(r.get("acceptable_cities") or [])]:
-            if name and name.title() not in cities:
-                cities.append(name.title())
-    return ZipInfo(
-        zip5=zip5, city=str(row["city"]).title(), state=str(row["state"]), cities=tuple(cities)
-    )
+    cities: list[str] = []
+    for name in (record.city, *record.acceptable_cities):
+        if name and name.title() not in cities:
+            cities.append(name.title())
+    return ZipInfo(zip5=zip5, city=record.city.title(), state=record.state, cities=tuple(cities))
 
 
 def zip_info(zip5: str) -> ZipInfo | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from hcpform import validation
+from hcpform import validation, zipgeo
 from hcpform.extensions import db
 from hcpform.hcp import matching
 from hcpform.models import Draft
@@ -50,32 +50,25 @@ def test_digits_of_other_scripts_get_the_zip_message(client, typed):
     assert "Enter a ZIP code of 5 digits" in wizard.page
 
 
-def test_the_zip_extension_never_sees_anything_but_five_ascii_digits(monkeypatch):
-    seen = []
-
-    def matching(zip5):
-        seen.append(zip5)
-        return []
-
-    monkeypatch.setattr(validation.zipcodes, "matching", matching)
-    validation._zip_lookup.cache_clear()
-    for typed in (FULL_WIDTH_ZIP, "１２３４５-６７８９", "00000"):
-        with pytest.raises(validation.Invalid):
-            validation.parse_zip(typed)
-    validation._zip_lookup("\uff19\uff14\uff11\uff10\uff13")
-    validation._zip_lookup.cache_clear()
-    assert seen == ["94103", "12345", "00000"]
+def test_the_zip_table_is_only_ever_asked_about_five_ascii_digits():
+    assert validation.parse_zip(FULL_WIDTH_ZIP)[1].zip5 == "94103"
+    assert validation.parse_zip("１２３４５-６７８９")[0] == "12345-6789"
+    with pytest.raises(validation.Invalid, match="find ZIP 00000"):
+        validation.parse_zip("０００００")
+    # Arabic-Indic digits pass str.isdigit(): neither the wizard nor the table takes them.
+    assert validation.zip_info(ARABIC_INDIC_ZIP) is None
+    assert zipgeo.lookup(ARABIC_INDIC_ZIP) is None and zipgeo.lookup(FULL_WIDTH_ZIP) is None
 
 
 class Panic(BaseException):
     """Stands in for pyo3_runtime.PanicException, which is a BaseException too."""
 
 
-def test_a_panic_inside_the_zip_library_is_the_zip_message(client, monkeypatch):
-    def panics(zip5):
-        raise Panic("end byte index 5 is not a char boundary")
-
-    monkeypatch.setattr(validation.zipcodes, "matching", panics)
+def test_a_damaged_zip_table_is_the_zip_message_not_a_500(client, monkeypatch, tmp_path):
+    damaged = tmp_path / "zip_table.tsv.gz"
+    damaged.write_bytes(b"\x1f\x8b truncated")
+    monkeypatch.setattr(zipgeo, "TABLE", damaged)
+    monkeypatch.setattr(zipgeo, "_loaded", None)
     validation._zip_lookup.cache_clear()
     try:
         wizard = Wizard(client)
@@ -100,16 +93,12 @@ def test_a_panic_in_the_phone_or_email_library_is_the_field_message(monkeypatch)
 
 
 def test_stopping_the_process_is_never_swallowed(monkeypatch):
-    def interrupted(zip5):
+    def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(validation.zipcodes, "matching", interrupted)
-    validation._zip_lookup.cache_clear()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            validation.parse_zip("60614")
-    finally:
-        validation._zip_lookup.cache_clear()
+    monkeypatch.setattr(validation.phonenumbers, "parse", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        validation.parse_phone("(312) 555-0142")
 
 
 def test_any_base_exception_in_a_request_gets_the_500_page_not_a_dropped_connection(app):

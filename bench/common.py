@@ -263,6 +263,11 @@ def start_sandbox(procs: Procs, *, latency_ms: int = 0) -> str:
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/_sandbox/faults", proc=proc)
+    import requests
+
+    # No online booking windows: step 6 offers the form's own windows as preferences, which
+    # the scripted walk (`person`) answers; thousands of walkers would use up real windows.
+    requests.post(f"{url}/_sandbox/schedule", json={"booking_windows": False}, timeout=10)
     return url
 
 

@@ -6,16 +6,21 @@ HCP's service zones), less those with a job overlapping the window. Of those, th
 fewest jobs that day gets it; a tie goes to the lowest HCP employee id, so the choice is stable.
 
 HCP calls: GET /employees (cached with the other reference lists), GET /service_zones with the
-ZIP (cached per ZIP, only when the form uses service zones), and one GET /jobs for the day's
-jobs of the eligible pros, made for each booking with more than one eligible pro and never
-cached: a stale count would send every job of a busy minute to the same pro. Jobs this app
-has assigned but not sent yet count too, and `assignment_lock` keeps two syncs of one day from
-choosing at the same moment.
+ZIP (cached per ZIP, only when the form uses service zones), and GET /jobs for the day's jobs
+of the eligible pros, needed only when there are several and kept in Redis for
+DAY_JOBS_SECONDS like step 6's open windows, so a busy form asks once a minute per day and set
+of pros, not once per request. A kept list cannot go stale towards our own work: every job this
+app has assigned that day and that the list does not hold (not sent yet, or sent since the list
+was read) is counted from the database, matched by HCP job id so none counts twice. Only a job
+the office itself booked within that minute can be missed, and it then counts from the next
+read. `assignment_lock` keeps two syncs of one day from choosing at the same moment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
@@ -33,6 +38,8 @@ from .models import Form, Status, Submission
 logger = logging.getLogger(__name__)
 
 LOCK_PREFIX = "hcpform:assignment-lock:"
+DAY_JOBS_PREFIX = "hcpform:day-jobs:"
+DAY_JOBS_SECONDS = 60  # as long as step 6 keeps HCP's open windows
 LOCK_SECONDS = 60  # longer than one choice and its commit; a dead holder frees it by then
 LOCK_WAIT_SECONDS = 15.0
 ON_THE_WAY = (Status.PENDING, Status.SYNCING, Status.WAITING)
@@ -270,30 +277,69 @@ def _day_loads(
             if begin and finish and begin < window[1] and window[0] < finish:
                 busy.add(employee_id)
 
-    for job in client.scheduled_jobs(
-        start_min=start.isoformat(), start_max=end.isoformat(), employee_ids=pool
-    ):
-        if job.get("work_status") in CANCELED:
-            continue
-        schedule = job.get("schedule") or {}
-        staff = {str(e.get("id")) for e in job.get("assigned_employees") or [] if e}
-        count(staff, _parse(schedule.get("scheduled_start")), _parse(schedule.get("scheduled_end")))
-    # Pros this app chose for jobs it has not created yet: HCP's list cannot show them.
+    listed: set[str] = set()
+    for job_id, staff, begin, finish in _day_jobs(client, pool, start, end):
+        listed.add(job_id)
+        count(staff, begin, finish)
+    # Pros this app chose for jobs HCP's list does not show: not created yet, or created
+    # since the list was read.
     rows = db.session.execute(
         select(
-            Submission.hcp_employee_id, Submission.scheduled_start, Submission.scheduled_end
+            Submission.hcp_employee_id,
+            Submission.hcp_job_id,
+            Submission.status,
+            Submission.scheduled_start,
+            Submission.scheduled_end,
         ).where(
             Submission.id != sub.id,
             Submission.hcp_employee_id.in_(pool),
-            Submission.hcp_job_id.is_(None),
-            Submission.status.in_(ON_THE_WAY),
+            Submission.status.in_((*ON_THE_WAY, Status.SYNCED)),
             Submission.scheduled_start >= start.astimezone(UTC),
             Submission.scheduled_start <= end.astimezone(UTC),
         )
     ).all()
-    for employee_id, begin, finish in rows:
-        count({str(employee_id)}, begin, finish)
+    for employee_id, sent_job, status, begin, finish in rows:
+        # An estimate (no job id) counts until it is sent, as HCP's job list never shows it.
+        if (sent_job is None and status in ON_THE_WAY) or (sent_job and sent_job not in listed):
+            count({str(employee_id)}, begin, finish)
     return loads, busy
+
+
+def _day_jobs(
+    client: HousecallProClient, pool: list[str], start: datetime, end: datetime
+) -> list[tuple[str, set[str], datetime | None, datetime | None]]:
+    """Return (job id, its pros, start, end) of the pros' jobs that day, not canceled.
+
+    Read from HCP at most once per DAY_JOBS_SECONDS for one day and set of pros (see above).
+    """
+    text = json.dumps([start.isoformat(), sorted(pool)])
+    key = f"{DAY_JOBS_PREFIX}{client.fingerprint}:{hashlib.sha256(text.encode()).hexdigest()[:24]}"
+    redis = get_redis()
+    raw: Any = None
+    try:
+        raw = redis.get(key)
+    except Exception as exc:  # the cache is a saving, not a need
+        logger.warning("Day jobs cache read failed: %s", type(exc).__name__)
+    if raw:
+        kept = json.loads(raw)
+    else:
+        kept = [
+            [
+                str(job.get("id") or ""),
+                sorted({str(e.get("id")) for e in job.get("assigned_employees") or [] if e}),
+                (job.get("schedule") or {}).get("scheduled_start"),
+                (job.get("schedule") or {}).get("scheduled_end"),
+            ]
+            for job in client.scheduled_jobs(
+                start_min=start.isoformat(), start_max=end.isoformat(), employee_ids=pool
+            )
+            if job.get("work_status") not in CANCELED
+        ]
+        try:
+            redis.set(key, json.dumps(kept), ex=DAY_JOBS_SECONDS)
+        except Exception as exc:  # see above
+            logger.warning("Day jobs cache write failed: %s", type(exc).__name__)
+    return [(job_id, set(staff), _parse(a), _parse(b)) for job_id, staff, a, b in kept]
 
 
 def _parse(value: Any) -> datetime | None:

@@ -215,6 +215,28 @@ def test_a_pro_chosen_for_a_job_not_sent_yet_counts_as_taken(app_ctx, sandbox):
     assert synced(first).hcp_employee_id == min(staff["Marcus"], staff["Dana"])  # kept
 
 
+def day_job_reads(sandbox: Any) -> int:
+    """Return how many times the sandbox listed a day's jobs (the assignment's count)."""
+    log = requests.get(f"{sandbox.url}/_sandbox/requests", timeout=5).json()["requests"]
+    return sum(
+        1
+        for r in log
+        if r["method"] == "GET" and r["path"] == "/jobs" and "scheduled_start_min" in r["query"]
+    )
+
+
+def test_the_days_jobs_are_read_once_a_minute_and_our_own_since_still_count(app_ctx, sandbox):
+    staff = pros(sandbox)
+    rules(service_employees=[staff["Marcus"], staff["Dana"]])
+    first = synced(make_submission())
+    second = synced(make_submission(email="g@example.com", phone="+13125550126"))
+    # One read for both: the first job, sent after it, is counted from our own records, so
+    # the second (same window) goes to the other pro rather than double-booking the first.
+    assert day_job_reads(sandbox) == 1
+    assert {first.hcp_employee_id, second.hcp_employee_id} == {staff["Marcus"], staff["Dana"]}
+    assert assigned(job_in_hcp(sandbox, second)) == [second.hcp_employee_id]
+
+
 def test_no_eligible_pro_leaves_the_job_unassigned_and_tagged(app_ctx, sandbox):
     staff = pros(sandbox)
     rules(service_employees=[staff["Marcus"]], territories={staff["Marcus"]: ["787"]})

@@ -265,6 +265,33 @@ def test_asap_with_no_window_today_or_tomorrow_is_unscheduled_and_tagged(client,
     assert "call them now" in " ".join(n["content"] for n in job["notes"])
 
 
+def test_asap_on_preferred_times_needs_no_day_and_is_unscheduled(client, app, sandbox):
+    set_form(app, scheduling_mode="preferences")  # HCP's calendar is not asked
+    wizard = at_schedule(client, urgency="emergency")
+    assert 'name="booking_slot"' not in wizard.page and 'value="asap"' in wizard.page
+    wizard.post({"booking_date": "", "booking_time": "asap", "terms": "y"})
+    assert "Check your answers" in wizard.page and "As soon as possible" in wizard.page
+    assert 'data-schedule-kind="asap"' in wizard.page and "right away" in wizard.page
+    wizard.post({})
+    ref = reference_in(wizard.page)
+    assert "call you right away" in wizard.page
+    sub = the_submission(app, ref)
+    assert (sub.asap, sub.schedule_kind, sub.booking_date) == (True, "preference", None)
+    sync(app, ref)
+    job = job_of(sandbox, ref)
+    assert not job["schedule"]["scheduled_start"]
+    assert {"Emergency", "ASAP"} <= set(job["tags"])
+    assert "call them now" in " ".join(n["content"] for n in job["notes"])
+
+
+def test_asap_is_no_choice_without_an_emergency(client, app, sandbox):
+    set_form(app, scheduling_mode="preferences")
+    wizard = at_schedule(client, urgency="soon")
+    assert 'value="asap"' not in wizard.page
+    response = wizard.post({"booking_date": "", "booking_time": "asap", "terms": "y"})
+    assert response.status_code == 400 and "Choose one of the options shown" in wizard.page
+
+
 def test_a_chosen_window_in_emergency_mode_books_it(client, app, sandbox):
     wizard = at_schedule(client, urgency="emergency")
     later = slots_in(wizard.page)[2]  # a window after the soonest and ASAP

@@ -301,6 +301,26 @@ def _slot_validator(
     return check
 
 
+def _preference_asap(
+    inner: Callable[[WizardForm, Field], None], date_name: str, time_name: str
+) -> Callable[[WizardForm, Field], None]:
+    """Wrap a preference's date or window check so that "As soon as possible" needs neither.
+
+    An emergency whose time is only a preference (HCP cannot say what is open) may still ask
+    for the earliest visit: no day, no window, and the job goes unscheduled, tagged ASAP.
+    """
+
+    def check(wtform: WizardForm, wtfield: Field) -> None:
+        if str(wtform.data.get(time_name) or "") == emergency.ASAP:
+            wtform.cleaned.update({date_name: "", time_name: emergency.ASAP, "_asap": "1"})
+            wtform.cleaned["_window_label"] = wtform.cleaned["_window_when"] = ASAP_LABEL
+            return
+        inner(wtform, wtfield)
+        wtform.cleaned["_asap"] = ""
+
+    return check
+
+
 def _repeat_validator(frequency: str) -> Callable[[WizardForm, Field], None]:
     """Return a validator that keeps "repeat this visit" only for a service type that repeats."""
 
@@ -339,7 +359,8 @@ def build_step_form(
     address the person already chose to keep). `slots` is what the step that picks the time
     offers: HCP's open windows replace its date and window fields with one choice of them.
     With `asap` (an emergency), that choice also offers "As soon as possible", and the soonest
-    window of today or tomorrow is chosen until the person chooses otherwise.
+    window of today or tomorrow is chosen until the person chooses otherwise; on preferred
+    times (HCP cannot say what is open) the window offers it, and then no day is needed.
     """
     attrs: dict[str, Any] = {}
     date_name, time_name = formdefs.booking_fields(step)
@@ -380,6 +401,13 @@ def build_step_form(
             kwargs["validate_choice"] = False  # our validator gives a clearer message
             if cls is SelectField:
                 kwargs["choices"] = [("", "Select…")] + kwargs["choices"]
+        if asap and not booked and date_name and time_name:
+            if field["name"] == time_name:
+                kwargs["choices"] = [*kwargs.get("choices", []), (emergency.ASAP, ASAP_LABEL)]
+            if field["name"] in (date_name, time_name):
+                kwargs["validators"] = [
+                    _preference_asap(kwargs["validators"][0], date_name, time_name)
+                ]
         attrs[field["name"]] = cls(**kwargs)
     if first_step:
         for name in ATTRIBUTION_FIELDS + tuple(f"prefill_{p}" for p in PREFILL_FIELDS):

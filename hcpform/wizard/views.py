@@ -413,9 +413,9 @@ def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
         date_name, time_name = formdefs.booking_fields(step_def)
         for field in step_def["fields"]:
             value = answers.get(field["name"], "")
-            if booked and field["name"] == date_name:
-                continue  # the window's row says the day too
-            if booked and field["name"] == time_name:
+            if (booked or answers.get("_asap")) and field["name"] == date_name:
+                continue  # the window's row says the day too (ASAP has no day)
+            if (booked or answers.get("_asap")) and field["name"] == time_name:
                 items.append({"label": "Appointment", "value": answers.get("_window_when", "")})
                 continue
             if field["type"] in ("select", "radio"):

@@ -77,7 +77,7 @@ class Form(Model):
     brand_color: Mapped[str] = mapped_column(String(7), default="#1d4ed8")
     logo_url: Mapped[str] = mapped_column(String(500), default="")
     language: Mapped[str] = mapped_column(String(8), default="en")
-    # Abandoned requests (migration 0014; hcpform/abandoned.py): a draft with a way to reach
+    # Abandoned requests (migration 0012; hcpform/abandoned.py): a draft with a way to reach
     # the person and their consent, idle this long, is listed; sent to HCP as a lead when on.
     abandoned_after_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     abandoned_to_hcp: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
@@ -136,7 +136,7 @@ class Draft(Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Ticked "you may contact me if I don't finish" with a valid phone or email (migration
-    # 0014); erased_at: its personal answers were erased when it expired.
+    # 0012); erased_at: its personal answers were erased when it expired.
     contact_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -245,7 +245,7 @@ class Submission(Model):
     hcp_estimate_id: Mapped[str | None] = mapped_column(String(64))
     job_work_status: Mapped[str | None] = mapped_column(String(32))
     job_total_cents: Mapped[int | None] = mapped_column(Integer)
-    # The lead sent for this request's draft while it lay abandoned (migration 0014).
+    # The lead sent for this request's draft while it lay abandoned (migration 0012).
     abandoned_lead_id: Mapped[str | None] = mapped_column(String(64))
     # How the person wants to be contacted ("call", "text", "email"; "" before 0015), and the
     # marketing consent: ticked, when, and the wording's version (preferences.consent_version).
@@ -256,7 +256,7 @@ class Submission(Model):
         String(16), default="", server_default=""
     )
 
-    # What became of the record in HCP (migration 0011; hcpform/webhooks/): its status and
+    # What became of the record in HCP (migration 0008; hcpform/webhooks/): its status and
     # money, each group with the time of the newest state applied (an older event never
     # overwrites a newer one) and where it came from ("webhook" or "reconcile").
     hcp_status: Mapped[str | None] = mapped_column(String(24), index=True)
@@ -297,7 +297,7 @@ class Submission(Model):
         Index("ix_submission_form_status", "form_id", "status"),
         Index("ix_submission_draft_job", "draft_id", "hcp_job_id"),
         db.UniqueConstraint("follow_up_of", "follow_up_due", name="uq_submission_follow_up"),
-        # The dashboard's open emergencies (migration 0009).
+        # The dashboard's open emergencies (migration 0011).
         Index(
             "ix_submission_emergency_open",
             "urgency",
@@ -392,14 +392,14 @@ class HcpConnection(Model):
     default_lead_source: Mapped[str] = mapped_column(String(100), default="")
     default_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     default_job_type_id: Mapped[str] = mapped_column(String(64), default="")
-    # HCP's webhook signing secret (write-only, encrypted like the key; migration 0011). After
+    # HCP's webhook signing secret (write-only, encrypted like the key; migration 0008). After
     # a rotation the previous one stays valid until webhook_previous_until.
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     webhook_previous_encrypted: Mapped[str | None] = mapped_column(Text)
     webhook_previous_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     webhook_secret_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     webhook_last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Connection checks failed in a row, and since when (migration 0014): the admin's banner.
+    # Connection checks failed in a row, and since when (migration 0012): the admin's banner.
     check_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -453,7 +453,7 @@ class WebhookEvent(Model):
     """One verified delivery from HCP, stored once (keyed by a hash of timestamp and body).
 
     The raw body is kept until the event is applied; for a record we did not create it is
-    kept for diagnosis, and every event is dropped after WEBHOOK_KEEP_DAYS (migration 0011).
+    kept for diagnosis, and every event is dropped after WEBHOOK_KEEP_DAYS (migration 0008).
     """
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -471,7 +471,7 @@ class WebhookEvent(Model):
 
 
 class AbandonedRequest(Model):
-    """A draft left idle with a way to reach the person and their consent (migration 0014).
+    """A draft left idle with a way to reach the person and their consent (migration 0012).
 
     It carries the resume link's own token and, when the form sends abandoned requests to
     HCP, the lead's progress: claimed with a lease, each HCP id stored at once, a create

@@ -6,7 +6,7 @@
   and month), for cost per lead, cost per completed job and return on ad spend.
 
 Revision ID: 0013
-Revises: 0014
+Revises: 0012
 Create Date: 2026-12-07 21:40:00
 
 """
@@ -16,7 +16,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0013"
-down_revision = "0014"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -7,7 +7,7 @@
   marketing_consent_version.
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 Create Date: 2026-12-07 22:30:00
 
 """
@@ -17,7 +17,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0015"
-down_revision = "0012"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
@@ -78,7 +78,7 @@ def upgrade():
 
 
 def downgrade():
-    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+), as 0014 does.
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+), as 0012 does.
     with op.batch_alter_table("submission", recreate="never") as batch_op:
         batch_op.drop_column("marketing_consent_version")
         batch_op.drop_column("marketing_consent_at")

@@ -10,7 +10,7 @@
 - index submission (urgency, emergency_acknowledged_at, status, created_at): the banner's
   open emergencies and their count, read from the index alone (the dashboard's rule, 0004).
 
-Revision ID: 0009
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-07 21:00:00
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "0009"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
@@ -78,7 +78,7 @@ def upgrade():
         .where(submission.c.urgency == "emergency")
         .values(
             emergency_acknowledged_at=submission.c.created_at,
-            emergency_acknowledged_by="before migration 0009",
+            emergency_acknowledged_by="before migration 0011",
         )
     )
     op.create_index(INDEX[0], "submission", INDEX[1], unique=False)

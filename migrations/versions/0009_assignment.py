@@ -8,8 +8,8 @@
   already exists.
 - submission.dispatched_at: when the job was dispatched to that pro.
 
-Revision ID: 0008
-Revises: 0011
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07 21:00:00
 
 """
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "0008"
-down_revision = "0011"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -7,7 +7,7 @@
 - hcp_connection: the webhook signing secret (encrypted), the previous one and until when it
   is still accepted, when it was set, and the time of the last verified delivery.
 
-Revision ID: 0011
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-07 21:00:00
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "0011"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None

@@ -8,8 +8,8 @@
 - submission: abandoned_lead_id (the lead its draft became before it was submitted).
 - hcp_connection: check_failures, failing_since (the admin's connection banner).
 
-Revision ID: 0014
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-07 22:00:00
 
 """
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "0014"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
@@ -77,7 +77,7 @@ def upgrade():
 
 
 def downgrade():
-    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+), as 0011 does: a batch copy of a table
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+), as 0008 does: a batch copy of a table
     # that others reference would be refused by the foreign keys.
     with op.batch_alter_table("hcp_connection", recreate="never") as batch_op:
         batch_op.drop_column("failing_since")

@@ -4,7 +4,7 @@
   submission once submitted; the file (re-encoded JPEG) and its thumbnail live in the photo
   store under stored_name / thumb_name; attach_* columns track the upload to HCP's job.
 
-Revision ID: 0012
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-07 21:00:00
 
@@ -15,7 +15,7 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision = "0012"
+revision = "0014"
 down_revision = "0013"
 branch_labels = None
 depends_on = None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from urllib.parse import urlparse
 
@@ -97,6 +99,7 @@ def dev_command(host: str, port: int) -> None:
         )
         sandbox.start()
         click.echo(f" * HCP sandbox at {sandbox.url} (API key: {app.config['HCP_SANDBOX_KEY']})")
+        _send_sandbox_webhooks_here(sandbox.url, f"http://127.0.0.1:{port}/hooks/hcp")
     sink = None
     if not app.config.get("MAIL_URL"):  # a local sink that prints the app's emails
         from .devmail import DEV_SENDER, start_sink
@@ -139,3 +142,38 @@ def dev_command(host: str, port: int) -> None:
         if sink is not None:
             sink.stop()
         time.sleep(0)
+
+
+def _send_sandbox_webhooks_here(sandbox_url: str, hook_url: str) -> None:
+    """Have the built-in sandbox sign and send its webhooks to this app, so the loop (booked,
+    completed, paid) shows with no HCP account. Without a signing secret in force, one is made
+    and stored as the admin page would; the sandbox is registered once the app answers its
+    handshake (in a thread: the web server starts after this returns)."""
+    import requests
+
+    from .connection import connection_row
+    from .extensions import db
+    from .timeutil import utcnow
+    from .webhooks import secret
+
+    conn = connection_row()
+    in_force = secret.in_force(conn, now=utcnow())
+    if not in_force:
+        in_force = [secrets.token_urlsafe(32)]
+        secret.save(conn, in_force[0], now=utcnow())
+        db.session.commit()
+    body = {"url": hook_url, "secret": in_force[0]}
+
+    def register() -> None:
+        for _ in range(150):
+            try:
+                answer = requests.post(f"{sandbox_url}/_sandbox/webhooks", json=body, timeout=5)
+            except requests.RequestException:
+                answer = None
+            if answer is not None and answer.status_code < 300:
+                click.echo(f" * The sandbox sends its webhooks to {hook_url}")
+                return
+            time.sleep(0.2)
+        click.echo(" * The sandbox could not reach /hooks/hcp: its webhooks are off")
+
+    threading.Thread(target=register, name="sandbox-webhooks", daemon=True).start()

@@ -51,6 +51,13 @@ def test_dev_serves_the_wizard_and_the_sandbox_on_their_own_ports(tmp_path):
         assert (
             "customers" in requests.get(f"http://127.0.0.1:{hcp}/_sandbox/state", timeout=5).json()
         )
+
+        # The sandbox signs and sends its webhooks to the app: the loop works with no account.
+        def registered() -> bool:
+            hooks = requests.get(f"http://127.0.0.1:{hcp}/_sandbox/webhooks", timeout=5).json()
+            return bool(hooks["registered"]) and hooks["url"].endswith(f":{web}/hooks/hcp")
+
+        wait_for(registered, timeout=30)
         # Without HCPFORM_MAIL_URL, a local sink prints the app's emails to the console.
         with smtplib.SMTP("127.0.0.1", smtp, timeout=5) as sink:
             sink.sendmail("a@example.com", ["b@example.com"], "Subject: Hello sink\r\n\r\nHi\r\n")

@@ -11,3 +11,12 @@ app = Flask(__name__)
 @app.get("/")
 def hello() -> str:
     return "Hello, World!"
+
+
+@app.post("/hooks")
+def hook() -> tuple[str, int]:
+    """The bare counterpart of POST /hooks/hcp: read the body, answer 200."""
+    from flask import request
+
+    request.get_data()
+    return "", 200

@@ -248,3 +248,15 @@ def test_a_retry_the_running_job_schedules_for_itself_runs(app, sandbox, start_w
         # The first job, while it ran, made the second: the same submission, the next number.
         assert int(get_redis().get(f"hcpform:sync:job:{sub.id}")) == 2
     assert jobs_in(sandbox) == 1
+
+
+def test_sqlite_runs_in_wal_and_syncs_at_checkpoints(app, settings):
+    """A file database gets WAL and synchronous=NORMAL on every connection (docs/operations.md)."""
+    from sqlalchemy import text
+
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        pytest.fail(f"the app fixture should use a SQLite file here: {settings}")
+    with app.app_context():
+        with db.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL

@@ -1,4 +1,4 @@
-"""Command-line interface: `flask --app hcpform init-db | worker | sweep | dev | form | hcp-sandbox …`."""
+"""Command-line interface: `flask --app hcpform init-db | worker | sweep | dev | form | …`."""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +137,7 @@ def test_a_missing_mapping_is_refused_with_the_builders_message_and_nothing_chan
     ("change", "message"),
     [
         ({"colour": "red"}, "Unknown keys (remove them): colour"),
-        ({"format": "hcpform-form/9"}, 'format: this file is not an hcpform form export'),
+        ({"format": "hcpform-form/9"}, "format: this file is not an hcpform form export"),
         ({"service_area_zips": "78701"}, "service_area_zips: must be a list"),
         ({"booking_days": True}, "booking_days: must be a whole number"),
         (
@@ -143,10 +145,20 @@ def test_a_missing_mapping_is_refused_with_the_builders_message_and_nothing_chan
             "service_types[1]: unknown keys (remove them): colour",
         ),
         (
-            {"definition": {"steps": [{"slug": "a", "fields": [{"name": "x", "type": "text",
-                                                                 "hcp_key": "fax"}]}]}},
+            {
+                "definition": {
+                    "steps": [
+                        {"slug": "a", "fields": [{"name": "x", "type": "text", "hcp_key": "fax"}]}
+                    ]
+                }
+            },
             "definition step a, field 1 (x): 'fax' is not a Housecall Pro key",
         ),  # fmt: skip
+        ({"service_area_zips": [78701]}, "service_area_zips: must be a list of texts"),
+        (
+            {"service_types": [{"name": "Drains", "employee_ids": "pro_a"}]},
+            "service_types[1].employee_ids: must be a list",
+        ),
         ({"time_zone": "Mars/Base"}, "time_zone: 'Mars/Base' is not a time zone"),
         (
             {"abandoned_after_minutes": 1},
@@ -218,6 +230,13 @@ def test_cli_exports_and_imports_with_exit_codes(settings, tmp_path):
     missing = run_flask(["form", "export", "south"], env, tmp_path)
     assert missing.returncode == 1 and "There is no form with the slug south" in missing.stderr
 
+    piped = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "hcpform", "form", "import", "-"],
+        input=json.dumps(data | {"slug": "piped"}), env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert piped.returncode == 0 and "Created form 'piped'" in piped.stdout, piped.stderr
+
     path.write_text("{not json")
     assert run_flask(["form", "import", str(path)], env, tmp_path).returncode == 1
 
@@ -260,3 +279,15 @@ def test_admin_downloads_uploads_and_duplicates_with_csrf(app, admin_client):
         assert formio.export_form(west) == source | {"slug": "west", "name": "West"}
         actions = db.session.scalars(select(AuditEntry.action)).all()
         assert {"form exported", "form imported", "form duplicated"} <= set(actions)
+
+
+def test_the_documented_example_imports(app):
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "forms.md").read_text()
+    example = json.loads(doc.split("```json\n", 1)[1].split("```", 1)[0])
+    with app.test_request_context():
+        result = formio.import_form(example | {"slug": "example"})
+        db.session.commit()
+        assert result.created and result.unpublished_because.startswith(
+            "Missing required HousecallPro mappings: customer_fname"
+        )
+        assert formio.export_form(result.form) == example | {"slug": "example"}

@@ -65,8 +65,24 @@ KEYS: dict[str, tuple[type, ...]] = {
     "abandoned_to_hcp": (bool,),
 }
 REQUIRED = ("format", "slug", "name", "definition")
-SERVICE_TYPE_KEYS = ("name", "job_type_id", "creates", "duration_minutes", "employee_ids", "repeats")
+SERVICE_TYPE_KEYS = (
+    "name",
+    "job_type_id",
+    "creates",
+    "duration_minutes",
+    "employee_ids",
+    "repeats",
+)
 WINDOW_KEYS = ("id", "label", "start", "end")
+# A service type's values and their JSON types (null is always allowed: the page's default).
+ENTRY_TYPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
+    ("name", (str,), "a text"),
+    ("job_type_id", (str,), "a text"),
+    ("creates", (str,), "a text"),
+    ("duration_minutes", (int,), "a whole number"),
+    ("employee_ids", (list,), "a list"),
+    ("repeats", (str,), "a text"),
+)
 LANGUAGE_RE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
 # The settings page's plain settings ("published" is the import's --publish, not the file's).
 PLAIN = tuple(name for name in SIMPLE_FIELDS if name != "published")
@@ -150,11 +166,28 @@ def _shape_errors(data: dict[str, Any]) -> list[str]:
             errors.append(f"service_types[{i}]: must be an object")
         elif extra := [k for k in entry if k not in SERVICE_TYPE_KEYS]:
             errors.append(f"service_types[{i}]: unknown keys (remove them): " + ", ".join(extra))
+        else:
+            errors += [
+                f"service_types[{i}].{key}: must be {what}"
+                for key, kinds, what in ENTRY_TYPES
+                if key in entry and entry[key] is not None and not _is(entry[key], kinds)
+            ]
+            if not all(isinstance(p, str) for p in entry.get("employee_ids") or []):
+                errors.append(f"service_types[{i}].employee_ids: must be a list of texts")
     for i, window in enumerate(data.get("time_windows") or [], start=1):
         if not isinstance(window, dict):
             errors.append(f"time_windows[{i}]: must be an object")
         elif extra := [k for k in window if k not in WINDOW_KEYS]:
             errors.append(f"time_windows[{i}]: unknown keys (remove them): " + ", ".join(extra))
+        elif not all(isinstance(v, str) for v in window.values()):
+            errors.append(f"time_windows[{i}]: write its id, label, start and end as texts")
+    for key in ("service_area_zips", "closed_dates", "allowed_domains", "emergency_keywords",
+                "office_emails"):  # fmt: skip
+        if isinstance(data.get(key), list) and not all(isinstance(v, str) for v in data[key]):
+            errors.append(f"{key}: must be a list of texts")
+    weekdays = data.get("closed_weekdays")
+    if isinstance(weekdays, list) and not all(_is(v, (int,)) for v in weekdays):
+        errors.append("closed_weekdays: must be a list of numbers, 0 (Monday) to 6 (Sunday)")
     return errors
 
 
@@ -225,7 +258,9 @@ def _formdata(values: dict[str, Any]) -> MultiDict[str, Any]:
     windows = values["time_windows"]
     post.add(
         "time_windows",
-        format_time_windows([{k: w.get(k, "") for k in ("start", "end", "label")} for w in windows]),
+        format_time_windows(
+            [{k: w.get(k, "") for k in ("start", "end", "label")} for w in windows]
+        ),
     )
     for day in values["closed_weekdays"]:
         post.add("closed_weekdays", str(day))
@@ -235,7 +270,9 @@ def _formdata(values: dict[str, Any]) -> MultiDict[str, Any]:
     post.add("office_emails", ", ".join(map(str, values["office_emails"])))
     post.add("business_phone", values["business_phone"])
     post.add("terms", values["terms"])
-    post.add("territories", assignment.format_territories(values["territories"], [], readable=False))
+    post.add(
+        "territories", assignment.format_territories(values["territories"], [], readable=False)
+    )
     return post
 
 
@@ -280,7 +317,9 @@ def settings_errors(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     try:
         ZoneInfo(str(values["time_zone"]))
     except (ZoneInfoNotFoundError, ValueError):
-        errors.append(f"time_zone: {values['time_zone']!r} is not a time zone, like America/Chicago")
+        errors.append(
+            f"time_zone: {values['time_zone']!r} is not a time zone, like America/Chicago"
+        )
     if not LANGUAGE_RE.match(str(values["language"])):
         errors.append("language: use a language code like en")
     if errors:
@@ -311,8 +350,10 @@ def _slug_errors(data: dict[str, Any]) -> list[str]:
     return [] if wt.validate() else _page_errors(wt)
 
 
-def import_form(data: dict[str, Any], *, publish: bool = False, new_slug: str = "") -> ImportResult:
-    """Create or update the form the file names (by slug); the caller commits.
+def import_form(
+    data: dict[str, Any], *, publish: bool = False, new_slug: str = "", copy_of: str = ""
+) -> ImportResult:
+    """Create or update the form the file names (by slug, or `new_slug`); the caller commits.
 
     Keys the file leaves out keep the form's values (a new form's come from the template). A
     new form starts unpublished; `publish` publishes it when every required key is mapped.
@@ -358,11 +399,11 @@ def import_form(data: dict[str, Any], *, publish: bool = False, new_slug: str = 
     except ImportRefused:
         db.session.rollback()
         raise
-    record(
-        "form imported" if not new_slug else "form duplicated",
-        target=form.slug,
-        detail=("created; " if created else "") + (", ".join(changes) or "no change"),
-    )
+    if copy_of:
+        detail = f"copy of {copy_of}"
+    else:
+        detail = ("created; " if created else "") + (", ".join(changes) or "no change")
+    record("form duplicated" if copy_of else "form imported", target=form.slug, detail=detail)
     db.session.flush()
     return ImportResult(form, created, changes, "" if published else settings.publish_problem(
         form.definition))  # fmt: skip
@@ -377,4 +418,4 @@ def duplicate_form(source: Form, slug: str, name: str) -> Form:
     if db.session.scalar(select(Form.id).where(Form.slug == slug)) is not None:
         raise ImportRefused([f"slug: The slug {slug} is already used by another form"])
     data = export_form(source) | {"name": name}
-    return import_form(data, new_slug=slug).form
+    return import_form(data, new_slug=slug, copy_of=source.slug).form

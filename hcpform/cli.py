@@ -1,4 +1,4 @@
-"""Command-line interface: `flask --app hcpform init-db | worker | sweep | dev | hcp-sandbox …`."""
+"""Command-line interface: `flask --app hcpform init-db | worker | sweep | dev | form | …`."""
 
 from __future__ import annotations
 
@@ -27,12 +27,14 @@ def register_cli(app: Flask) -> None:
     from .admin.cli import (
         create_admin_command,
         delete_admin_command,
+        form_group,
         rotate_encryption_key_command,
     )
 
     app.cli.add_command(create_admin_command)
     app.cli.add_command(delete_admin_command)
     app.cli.add_command(rotate_encryption_key_command)
+    app.cli.add_command(form_group)
     app.cli.add_command(sandbox_command)
 
 

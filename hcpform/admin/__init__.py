@@ -47,6 +47,7 @@ from . import (  # noqa: E402,F401  (the routes register themselves on bp)
     dashboard,
     emergencies,
     failures,
+    forms_io,
     forms_settings,
     health_banner,
     integration,

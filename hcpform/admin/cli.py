@@ -1,6 +1,8 @@
-"""Admin commands: `create-admin`, `delete-admin`, `rotate-encryption-key`."""
+"""Admin commands: `create-admin`, `delete-admin`, `rotate-encryption-key`, `form export|import`."""
 
 from __future__ import annotations
+
+from typing import IO
 
 import click
 from cryptography.fernet import InvalidToken
@@ -93,3 +95,44 @@ def rotate_encryption_key_command() -> None:
             f"(hcp_connection ids {', '.join(map(str, failed))}): enter those API keys "
             "(or webhook signing secrets) again."
         )
+
+
+@click.group("form")
+def form_group() -> None:
+    """Export a form as JSON, or create or update one from such a file (docs/forms.md)."""
+
+
+@form_group.command("export")
+@click.argument("slug")
+@with_appcontext
+def form_export_command(slug: str) -> None:
+    """Print the form SLUG's definition and settings as JSON."""
+    from ..models import Form
+    from . import formio
+
+    form = db.session.scalar(select(Form).where(Form.slug == slug))
+    if form is None:
+        raise click.ClickException(f"There is no form with the slug {slug}.")
+    click.echo(formio.dumps(form), nl=False)
+
+
+@form_group.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--publish", is_flag=True, help="Publish it when every required key is mapped.")
+@with_appcontext
+def form_import_command(file: IO[bytes], publish: bool) -> None:
+    """Create or update a form from a JSON FILE (- reads standard input); all or nothing."""
+    from . import formio
+
+    try:
+        result = formio.import_form(formio.loads(file.read()), publish=publish)
+    except formio.ImportRefused as exc:
+        for message in exc.errors:
+            click.echo(f"Error: {message}", err=True)
+        raise click.ClickException("Nothing was changed.") from exc
+    db.session.commit()
+    verb = "Created" if result.created else "Updated"
+    click.echo(f"{verb} form '{result.form.slug}': {', '.join(result.changes) or 'no change'}.")
+    state = "published" if result.form.published else "not published"
+    note = f" ({result.unpublished_because})" if result.unpublished_because else ""
+    click.echo(f"The form is {state}{note}.")

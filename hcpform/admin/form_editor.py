@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired, FileSize
 from wtforms import (
     BooleanField,
     ColorField,
@@ -39,6 +40,7 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 WINDOW_RE = re.compile(r"^(\d{1,2}:\d{2})\s*[-–—]\s*(\d{1,2}:\d{2})\s+(\S.*)$")
 SPLIT_RE = re.compile(r"[\s,;]+")
+IMPORT_MAX_BYTES = 256 * 1024  # a form file (definition, settings, terms) is a few dozen KB
 
 
 def split_items(text: str | None) -> list[str]:
@@ -397,3 +399,16 @@ def mapping_form(definition: dict[str, Any], formdata: Any = None) -> FlaskForm:
                         default=field.get("hcp_key") or ""),
         )  # fmt: skip
     return MappingForm(formdata=formdata) if formdata is not None else MappingForm()
+
+
+class FormImportForm(FlaskForm):
+    """A form's JSON export to create or update a form from (docs/forms.md)."""
+
+    file = FileField(
+        "Form file (.json)",
+        [
+            FileRequired("Choose a form file (.json)"),
+            FileSize(IMPORT_MAX_BYTES, message="The file is larger than 256 KB"),
+        ],
+    )
+    publish = BooleanField("Publish it when every required field is mapped")

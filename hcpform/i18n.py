@@ -1,0 +1,58 @@
+"""The homeowner's language, typed: gettext for messages, and dates written the locale's way.
+
+Outside a request (the worker, the CLI) there is no locale: texts stay English.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, cast
+
+from babel.dates import format_date, format_skeleton
+from flask_babel import get_locale
+from flask_babel import gettext as _gettext
+from flask_babel import lazy_gettext as _lazy_gettext
+
+
+def gettext(string: str, **variables: Any) -> str:
+    """Return the message in the current language (% variables filled in)."""
+    return str(_gettext(string, **variables))
+
+
+def lazy_gettext(string: str, **variables: Any) -> str:
+    """Return a message translated when shown (for module-level constants)."""
+    return cast(str, _lazy_gettext(string, **variables))
+
+
+def locale_code() -> str:
+    """Return the current language code ("en" outside a request)."""
+    try:
+        locale = get_locale()
+    except RuntimeError:  # no app context
+        locale = None
+    return str(locale or "en")
+
+
+def day_month(day: date) -> str:
+    """Return "December 1" / "1 de diciembre"."""
+    return format_skeleton("MMMMd", day, locale=locale_code())
+
+
+def day_month_year(day: date) -> str:
+    """Return "December 1, 2026" / "1 de diciembre de 2026"."""
+    return format_skeleton("yMMMMd", day, locale=locale_code())
+
+
+def weekday_day_month(day: date) -> str:
+    """Return "Monday, December 1" / "lunes, 1 de diciembre"."""
+    locale = locale_code()
+    pattern = {"en": "EEEE, MMMM d", "es": "EEEE, d 'de' MMMM"}.get(locale)
+    if pattern is None:
+        return format_skeleton("MMMMEEEEd", day, locale=locale)
+    return format_date(day, pattern, locale=locale)
+
+
+def weekdays(day: date) -> str:
+    """Return the weekday in the plural: "Sundays" / "domingos" ("lunes" stays "lunes")."""
+    name = format_date(day, "EEEE", locale=locale_code())
+    return name if name.endswith("s") else name + "s"

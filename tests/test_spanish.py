@@ -1,0 +1,71 @@
+"""The homeowner's language: ?lang=, the draft, Accept-Language, the switch, and HCP's tag."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from hcpform.extensions import db
+from hcpform.models import Draft
+from tests.helpers import Wizard
+
+pytestmark = pytest.mark.both_dbs
+
+
+def html_lang(page: str) -> str:
+    match = re.search(r'<html lang="([^"]+)"', page)
+    assert match, page[:300]
+    return match.group(1)
+
+
+def test_english_by_default(client):
+    wizard = Wizard(client)
+    wizard.open()
+    assert html_lang(wizard.page) == "en"
+    assert "Check your area" in wizard.page
+    assert 'data-lang-switch="es"' in wizard.page and "Español" in wizard.page
+
+
+def test_lang_param_survives_on_the_draft_without_the_param(client, app):
+    wizard = Wizard(client)
+    wizard.open("/f/service-request/?lang=es")
+    assert html_lang(wizard.page) == "es"
+    assert "lang=es" in re.search(r'<form class="wizard-form"[^>]*action="([^"]+)"', wizard.page)[1]
+    wizard.post({"zip": "60614"})
+    assert "lang=" not in wizard.url
+    assert html_lang(wizard.page) == "es"
+    assert 'data-lang-switch="en"' in wizard.page
+    with app.app_context():
+        assert db.session.scalar(select(Draft)).answers["_lang"] == "es"
+
+
+def test_accept_language_spanish(client):
+    page = client.get(
+        "/f/service-request/", headers={"Accept-Language": "es-US,es;q=0.9,en;q=0.5"}
+    ).get_data(as_text=True)
+    assert html_lang(page) == "es"
+    page = client.get(
+        "/f/service-request/", headers={"Accept-Language": "fr-FR,de;q=0.8"}
+    ).get_data(as_text=True)
+    assert html_lang(page) == "en"  # nothing we speak: the form's default
+
+
+def test_the_switch_keeps_the_answers(client, app):
+    wizard = Wizard(client)
+    wizard.open()
+    wizard.post({"zip": "60614"})
+    wizard.post({"booking_type": "Water heater", "urgency": "flexible"})
+    switch = re.search(r'href="([^"]+)"[^>]*data-lang-switch="es"', wizard.page)[1]
+    wizard.open(switch.replace("&amp;", "&"))
+    assert html_lang(wizard.page) == "es"
+    wizard.open(wizard.url.replace("/description", "/service").split("&lang")[0])
+    assert html_lang(wizard.page) == "es"  # the draft speaks Spanish now
+    assert 'value="Water heater" selected' in wizard.page
+    assert 'value="flexible" checked' in wizard.page
+    back = re.search(r'href="([^"]+)"[^>]*data-lang-switch="en"', wizard.page)[1]
+    wizard.open(back.replace("&amp;", "&"))
+    assert html_lang(wizard.page) == "en"
+    with app.app_context():
+        assert db.session.scalar(select(Draft)).answers["_lang"] == "en"

@@ -37,10 +37,13 @@ def create_app(
 
     from flask_babel import get_locale
 
-    from .wizard.language import select_locale
+    from . import i18n
+    from .wizard.language import select_locale, tr
 
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.globals["page_lang"] = lambda: str(get_locale() or "en")
+    app.jinja_env.globals["long_day"] = i18n.weekday_day_month
+    app.jinja_env.filters["tr"] = tr  # a form's own text, translated while it is the template's
 
     from . import database, logs, security, worker
 

@@ -14,6 +14,11 @@ from flask_babel import gettext as _gettext
 from flask_babel import lazy_gettext as _lazy_gettext
 
 
+def N_(string: str) -> str:
+    """Mark a constant for the catalogue; it is translated where it is shown (gettext(NAME))."""
+    return string
+
+
 def gettext(string: str, **variables: Any) -> str:
     """Return the message in the current language (% variables filled in)."""
     return str(_gettext(string, **variables))

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from hcpform.extensions import db
-from hcpform.models import Draft
-from tests.helpers import Wizard
+from hcpform.models import Draft, Form
+from tests.helpers import Wizard, set_form
 
 pytestmark = pytest.mark.both_dbs
 
@@ -69,3 +69,33 @@ def test_the_switch_keeps_the_answers(client, app):
     assert html_lang(wizard.page) == "en"
     with app.app_context():
         assert db.session.scalar(select(Draft)).answers["_lang"] == "en"
+
+
+def test_spanish_step_one_and_a_spanish_validation_message(client):
+    wizard = Wizard(client)
+    wizard.open("/f/service-request/?lang=es")
+    assert "<title>Paso 1 de 6: Verifique su zona – Your Home Services</title>" in wizard.page
+    assert "¿Dónde necesita el servicio?" in wizard.page and "Código postal" in wizard.page
+    assert ">Continuar</button>" in wizard.page
+    response = wizard.post({"zip": "12"})
+    assert response.status_code == 400
+    assert "Hay un problema" in wizard.page
+    assert "Escriba un código postal de 5 dígitos" in wizard.page
+    assert "<title>Error: Paso 1 de 6" in wizard.page
+    wizard.post({"zip": "60614"})
+    assert "¿Qué tan urgente es?" in wizard.page and "Calentador de agua" in wizard.page
+    response = wizard.post({})
+    assert "Elija el tipo de servicio que necesita" in wizard.page
+
+
+def test_a_business_text_falls_back_to_the_form_language(client, app):
+    with app.app_context():
+        form = db.session.scalar(select(Form))
+        definition = dict(form.definition)
+        steps = [dict(s) for s in definition["steps"]]
+        steps[0]["title"] = "Where are you?"
+        definition["steps"] = steps
+    set_form(app, definition=definition)
+    page = client.get("/f/service-request/?lang=es").get_data(as_text=True)
+    assert "Paso 1 de 6: Where are you?" in page  # the business's own text, not empty
+    assert "¿Dónde necesita el servicio?" in page  # the template's unchanged heading

@@ -26,10 +26,11 @@ from ..availability import BOOKED, PREFERENCE, Availability
 from ..formdefs import choices_for
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
+from ..i18n import weekday_day_month
 from ..models import Form
 from ..submissions import REPEAT_ANSWER
 from .csrf import DraftCSRF
-from .language import tr
+from .language import repeat_words, tr
 
 # Attribution the first page carries to the draft (the loader passes the parent page's too).
 ATTRIBUTION_FIELDS = (
@@ -259,7 +260,7 @@ def _store_method(wtform: WizardForm, wtfield: Field) -> None:
     """Keep the contact preference; an unknown value gets a field message, none the default."""
     value = wtfield.data or wtfield.default
     if value not in preferences.METHODS:
-        raise ValidationError(preferences.METHOD_INVALID)
+        raise ValidationError(_(preferences.METHOD_INVALID))
     wtform.cleaned["_contact_method"] = value
 
 
@@ -292,7 +293,7 @@ def _slot_validator(
         wtform.cleaned[date_name] = day.day.isoformat()
         wtform.cleaned[time_name] = value
         wtform.cleaned["_window_label"] = label
-        wtform.cleaned["_window_when"] = f"{day.heading}, {label}"
+        wtform.cleaned["_window_when"] = f"{weekday_day_month(day.day)}, {label}"
         wtform.cleaned["_asap"] = ""
 
     return check
@@ -369,7 +370,7 @@ def build_step_form(
         frequency = formdefs.repeat_frequency(form.service_types, service)
         attrs["repeat_offer"] = formdefs.repeat_label(frequency)
         attrs[REPEAT_FIELD] = BooleanField(
-            _("Repeat this visit %(how_often)s", how_often=tr(attrs["repeat_offer"])).strip(),
+            _("Repeat this visit %(how_often)s", how_often=repeat_words(frequency)).strip(),
             default=bool(frequency and (known or {}).get(REPEAT_ANSWER)),
             description=_("We'll open a new request for the next visit when it's due."),
             validators=[_repeat_validator(frequency)],
@@ -416,14 +417,14 @@ def build_step_form(
         attrs[CONSENT_FIELD] = BooleanField(CONSENT_LABEL, validators=[_store_consent])
         method = form.contact_method_default
         attrs[METHOD_FIELD] = RadioField(
-            preferences.METHOD_LEGEND,
-            choices=list(preferences.METHODS.items()),
+            _(preferences.METHOD_LEGEND),
+            choices=[(value, _(label)) for value, label in preferences.METHODS.items()],
             default=method if method in preferences.METHODS else preferences.DEFAULT_METHOD,
             validate_choice=False,  # _store_method gives the clearer message
             validators=[_store_method],
         )
         attrs[MARKETING_FIELD] = BooleanField(
-            preferences.MARKETING_LABEL, validators=[_store_marketing]
+            _(preferences.MARKETING_LABEL), validators=[_store_marketing]
         )
     if "city" in by_key and "state" in by_key:
         zip_field = by_key.get("zip")

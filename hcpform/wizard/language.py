@@ -13,7 +13,7 @@ from flask_babel import refresh
 
 from .. import submissions
 from ..extensions import db
-from ..formdefs import required_message
+from ..formdefs import REPEAT_MONTHS, required_message
 from ..i18n import gettext, locale_code
 from ..models import Draft, Form
 
@@ -126,3 +126,15 @@ def kept_args(draft: Draft | None) -> dict[str, str]:
     if draft is not None:
         return {}
     return {k: v for k, v in request.args.items() if k not in ("lang", "expired", "d")}
+
+
+def repeat_words(frequency: str) -> str:
+    """Return formdefs.repeat_label in the homeowner's language: "every 3 months" ('' for none)."""
+    months = REPEAT_MONTHS.get(frequency)
+    if months is None:
+        return ""
+    if months == 1:
+        return gettext("every month")
+    if months == 12:
+        return gettext("every year")
+    return gettext("every %(count)s months", count=months)

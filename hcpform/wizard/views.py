@@ -328,7 +328,7 @@ def review(slug: str) -> ResponseReturnValue:
     error = None
     if request.method == "POST":
         if not posted_token_ok(form.slug, draft.token):
-            error = EXPIRED
+            error = _(EXPIRED)
         else:
             return submit(form, draft, now=now)
     return render_page(
@@ -464,7 +464,7 @@ def out_of_area(slug: str) -> ResponseReturnValue:
     error, saved = None, False
     if request.method == "POST":
         if not posted_token_ok(form.slug, draft.token):
-            error = EXPIRED
+            error = _(EXPIRED)
         else:
             # Each post that may write a row counts against the client's allowance.
             refused = refuse_over("out-of-area", "RATELIMIT_OUT_OF_AREA_PER_IP")

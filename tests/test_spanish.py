@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from hcpform.extensions import db
-from hcpform.models import Draft, Form
-from tests.helpers import Wizard, set_form
+from hcpform.models import Draft, Form, Submission
+from hcpform.sync import sync_submission
+from tests.helpers import Wizard, person, reference_in, set_form, step_data
 
 pytestmark = pytest.mark.both_dbs
 
@@ -99,3 +101,39 @@ def test_a_business_text_falls_back_to_the_form_language(client, app):
     page = client.get("/f/service-request/?lang=es").get_data(as_text=True)
     assert "Paso 1 de 6: Where are you?" in page  # the business's own text, not empty
     assert "¿Dónde necesita el servicio?" in page  # the template's unchanged heading
+
+
+def test_a_spanish_request_reaches_hcp_with_a_spanish_tag_and_note(client, app, sandbox):
+    wizard = Wizard(client)
+    answers = person()
+    wizard.open("/f/service-request/?lang=es")
+    for step in ("location", "service", "description", "contact", "classification", "schedule"):
+        response = wizard.post(step_data(wizard.page, step, answers))
+        assert response.status_code == 200, (step, wizard.page[:1500])
+        assert html_lang(wizard.page) == "es"
+    assert "Revise sus respuestas antes de enviar su solicitud" in wizard.page
+    assert "Calentador de agua" in wizard.page or "Limpieza de drenajes" in wizard.page
+    wizard.post({})
+    assert "Solicitud enviada" in wizard.page and "Qué sigue" in wizard.page
+    reference = reference_in(wizard.page)
+    with app.app_context():
+        sub = db.session.scalar(select(Submission).where(Submission.reference == reference))
+        assert sub.language == "es"
+        assert sub.service_type == "Drain cleaning"  # answers stay the form's own values
+        assert sync_submission(sub.id) == "synced"
+    job = requests.get(f"{sandbox.url}/_sandbox/state", timeout=5).json()["jobs"][0]
+    assert "Spanish" in job["tags"]
+    notes = " ".join(n["content"] for n in job["notes"])
+    assert "Language: Spanish – the customer filled the form in Spanish" in notes
+
+
+def test_an_english_request_has_no_language_tag(client, app, sandbox):
+    wizard = Wizard(client)
+    wizard.complete()
+    with app.app_context():
+        sub = db.session.scalar(select(Submission))
+        assert sub.language == "en"
+        assert sync_submission(sub.id) == "synced"
+    job = requests.get(f"{sandbox.url}/_sandbox/state", timeout=5).json()["jobs"][0]
+    assert "Spanish" not in job["tags"]
+    assert "Language:" not in " ".join(n["content"] for n in job["notes"])

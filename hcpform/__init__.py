@@ -43,6 +43,7 @@ def create_app(
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.globals["page_lang"] = lambda: str(get_locale() or "en")
     app.jinja_env.globals["long_day"] = i18n.weekday_day_month
+    app.jinja_env.globals["js_messages"] = i18n.js_messages
     app.jinja_env.filters["tr"] = tr  # a form's own text, translated while it is the template's
 
     from . import database, logs, security, worker

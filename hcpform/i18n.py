@@ -61,3 +61,24 @@ def weekdays(day: date) -> str:
     """Return the weekday in the plural: "Sundays" / "domingos" ("lunes" stays "lunes")."""
     name = format_date(day, "EEEE", locale=locale_code())
     return name if name.endswith("s") else name + "s"
+
+
+# The texts static/js/wizard.js writes itself (English is its own fallback); a page in another
+# language carries them translated on <body data-messages>.
+JS_MESSAGES = (
+    N_("You have %(count)s characters remaining"),
+    N_("You have %(count)s characters too many"),
+    N_("Photo %(number)s you added"),
+    N_("Remove photo"),
+    N_("%(name)s: This photo is larger than %(mb)s MB. Choose a smaller one."),
+    N_("Sending %(name)s"),
+    N_("%(added)s of %(count)s photos added."),
+    N_("%(name)s: The photo couldn't be sent. Check your connection and try again."),
+    N_("The photo couldn't be removed. Try again."),
+    N_("Wait a moment: your photos are still being sent."),
+)
+
+
+def js_messages() -> dict[str, str]:
+    """Return wizard.js's texts in the current language, keyed by their English."""
+    return {text: str(_gettext(text)) for text in JS_MESSAGES}

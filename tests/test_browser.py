@@ -828,6 +828,13 @@ def test_spanish_wizard_on_a_phone_with_axe(browser, live, app, axe_source):
             check_error_state(page, js=True)
             run_axe(page, axe_source, f"spanish {step} errors")
         fill_step(page, step, answers)
+        if step == "description":  # wizard.js's own texts follow the page's language
+            counter = page.locator("#booking_reason-count")
+            page.wait_for_function(
+                "() => document.querySelector('#booking_reason-count').textContent"
+                ".startsWith('Le quedan')"
+            )
+            assert "caracteres" in counter.inner_text()
         submit(page)
     expect_title(page, rf"Revise sus respuestas – {BUSINESS}")
     run_axe(page, axe_source, "spanish review")

@@ -28,6 +28,7 @@ def test_english_by_default(client):
     assert html_lang(wizard.page) == "en"
     assert "Check your area" in wizard.page
     assert 'data-lang-switch="es"' in wizard.page and "Español" in wizard.page
+    assert "data-messages" not in wizard.page  # wizard.js keeps its own English
 
 
 def test_lang_param_survives_on_the_draft_without_the_param(client, app):
@@ -79,6 +80,7 @@ def test_spanish_step_one_and_a_spanish_validation_message(client):
     assert "<title>Paso 1 de 6: Verifique su zona – Your Home Services</title>" in wizard.page
     assert "¿Dónde necesita el servicio?" in wizard.page and "Código postal" in wizard.page
     assert ">Continuar</button>" in wizard.page
+    assert "Le quedan %(count)s caracteres" in wizard.page.replace("&#34;", '"')  # wizard.js's
     response = wizard.post({"zip": "12"})
     assert response.status_code == 400
     assert "Hay un problema" in wizard.page

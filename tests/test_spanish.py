@@ -139,3 +139,11 @@ def test_an_english_request_has_no_language_tag(client, app, sandbox):
     job = requests.get(f"{sandbox.url}/_sandbox/state", timeout=5).json()["jobs"][0]
     assert "Spanish" not in job["tags"]
     assert "Language:" not in " ".join(n["content"] for n in job["notes"])
+
+
+def test_messages_outside_a_request_stay_english(app):
+    from hcpform import validation
+
+    with app.app_context():  # the worker and the CLI have no request, hence no homeowner
+        with pytest.raises(validation.Invalid, match="Enter a ZIP code of 5 digits"):
+            validation.parse_zip("12")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import g, request
+from flask import g, has_request_context, request
 from flask_babel import refresh
 
 from .. import submissions
@@ -37,6 +37,8 @@ def requested() -> str | None:
 
 def select_locale() -> str:
     """Flask-Babel's locale selector: the admin stays English; the wizard follows the homeowner."""
+    if not has_request_context():  # the worker, the CLI: English (emails pick their own)
+        return "en"
     if (request.blueprint or "").startswith("admin"):
         return "en"
     chosen = requested() or g.get("draft_lang")

@@ -6,12 +6,11 @@ Outside a request (the worker, the CLI) there is no locale: texts stay English.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, cast
+from typing import Any
 
 from babel.dates import format_date, format_skeleton
 from flask_babel import get_locale
 from flask_babel import gettext as _gettext
-from flask_babel import lazy_gettext as _lazy_gettext
 
 
 def N_(string: str) -> str:
@@ -22,11 +21,6 @@ def N_(string: str) -> str:
 def gettext(string: str, **variables: Any) -> str:
     """Return the message in the current language (% variables filled in)."""
     return str(_gettext(string, **variables))
-
-
-def lazy_gettext(string: str, **variables: Any) -> str:
-    """Return a message translated when shown (for module-level constants)."""
-    return cast(str, _lazy_gettext(string, **variables))
 
 
 def locale_code() -> str:

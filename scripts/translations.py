@@ -12,6 +12,7 @@ tests/test_translations.py runs extract and fails when a string escapes the cata
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from babel.messages.pofile import read_po, write_po
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATIONS = ROOT / "hcpform" / "translations"
 POT = TRANSLATIONS / "messages.pot"
+FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 KEYWORDS = {
     "_": None,
     "gettext": None,
@@ -87,7 +89,10 @@ def write(catalog: Catalog, path: Path) -> None:
 def compiled(lang: str) -> bytes:
     """Return the .mo bytes of a language's .po."""
     buffer = BytesIO()
-    write_mo(buffer, read(po_path(lang), lang), use_fuzzy=False)
+    catalog = read(po_path(lang), lang)
+    # The .po carries no dates (see write); a fixed one keeps the .mo the same for the same .po.
+    catalog.creation_date = catalog.revision_date = FIXED_DATE
+    write_mo(buffer, catalog, use_fuzzy=False)
     return buffer.getvalue()
 
 

@@ -24,9 +24,8 @@ from wtforms.validators import ValidationError
 from .. import emergency, formdefs, preferences, validation
 from ..availability import BOOKED, PREFERENCE, Availability
 from ..formdefs import choices_for
+from ..i18n import N_, weekday_day_month
 from ..i18n import gettext as _
-from ..i18n import lazy_gettext as _l
-from ..i18n import weekday_day_month
 from ..models import Form
 from ..submissions import REPEAT_ANSWER
 from .csrf import DraftCSRF
@@ -47,12 +46,12 @@ ADDRESS_CONFIRMED = "_address_confirmed"  # on the draft: the mismatched address
 # On the schedule step, when HCP has open windows: one radio group of them, grouped by day.
 SLOT_FIELD = "booking_slot"
 REPEAT_FIELD = "repeat_visit"  # "Repeat this visit every 3 months", for a recurring service
-REPEAT_REFUSED = _l("This service can't be repeated. Untick “Repeat this visit” to go on.")
-SLOT_TAKEN = _l("That time is no longer open. Choose one of the times shown.")
+REPEAT_REFUSED = N_("This service can't be repeated. Untick “Repeat this visit” to go on.")
+SLOT_TAKEN = N_("That time is no longer open. Choose one of the times shown.")
 # On the step that asks for a phone or email: may we contact them if they don't finish?
 # Unticked by default; stored on the draft as `_contact_consent` (hcpform/abandoned.py).
 CONSENT_FIELD = "contact_consent"
-CONSENT_LABEL = _l("If I don't finish this request, you may contact me about it")
+CONSENT_LABEL = N_("If I don't finish this request, you may contact me about it")
 # On the same step: how they'd like to be contacted (preselected from the form's setting), and,
 # separately and unticked, marketing consent (texts in preferences.py). Kept on the draft as
 # `_contact_method` and `_marketing_consent`.
@@ -247,8 +246,7 @@ _FIELD_CLASSES = {
 }
 
 
-ASAP_LABEL = "As soon as possible"
-_l("As soon as possible")  # marks ASAP_LABEL for the catalogue; _(ASAP_LABEL) shows it
+ASAP_LABEL = N_("As soon as possible")  # shown as _(ASAP_LABEL)
 
 
 def _store_consent(wtform: WizardForm, wtfield: Field) -> None:
@@ -288,7 +286,7 @@ def _slot_validator(
             wtform.cleaned["_window_when"] = _(ASAP_LABEL)
             return
         if value not in labels:  # taken since the page was shown, or never offered
-            raise ValidationError(SLOT_TAKEN)
+            raise ValidationError(_(SLOT_TAKEN))
         day, label = labels[value]
         wtform.cleaned[date_name] = day.day.isoformat()
         wtform.cleaned[time_name] = value
@@ -325,7 +323,7 @@ def _repeat_validator(frequency: str) -> Callable[[WizardForm, Field], None]:
 
     def check(wtform: WizardForm, wtfield: Field) -> None:
         if wtfield.data and not frequency:  # never offered: a tampered or outdated page
-            raise ValidationError(REPEAT_REFUSED)
+            raise ValidationError(_(REPEAT_REFUSED))
         wtform.cleaned[REPEAT_ANSWER] = frequency if wtfield.data else ""
 
     return check
@@ -414,7 +412,7 @@ def build_step_form(
     attrs[HONEYPOT] = StringField(_("Leave this field empty"))
     by_key = {f.get("hcp_key"): f for f in step["fields"] if f.get("hcp_key")}
     if "customer_phone" in by_key or "customer_email" in by_key:
-        attrs[CONSENT_FIELD] = BooleanField(CONSENT_LABEL, validators=[_store_consent])
+        attrs[CONSENT_FIELD] = BooleanField(_(CONSENT_LABEL), validators=[_store_consent])
         method = form.contact_method_default
         attrs[METHOD_FIELD] = RadioField(
             _(preferences.METHOD_LEGEND),

@@ -5,11 +5,14 @@ Outside a request (the worker, the CLI) there is no locale: texts stay English.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
 from babel.dates import format_date, format_skeleton
-from flask_babel import get_locale
+from flask import g
+from flask_babel import get_locale, refresh
 from flask_babel import gettext as _gettext
 
 
@@ -76,3 +79,19 @@ JS_MESSAGES = (
 def js_messages() -> dict[str, str]:
     """Return wizard.js's texts in the current language, keyed by their English."""
     return {text: str(_gettext(text)) for text in JS_MESSAGES}
+
+
+@contextmanager
+def speaking(lang: str) -> Iterator[None]:
+    """Use this language inside the block (an email to the homeowner, rendered in the worker).
+
+    Per app context (flask.g), so other threads keep their own language.
+    """
+    before = g.get("forced_lang")
+    g.forced_lang = lang
+    refresh()
+    try:
+        yield
+    finally:
+        g.forced_lang = before
+        refresh()

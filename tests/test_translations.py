@@ -25,6 +25,17 @@ PAGES = [
     ROOT / "templates" / "embed" / "base.html",
     *sorted((ROOT / "templates" / "wizard").glob("*.html")),
     *sorted((ROOT / "templates" / "errors").glob("*.html")),
+    # The homeowner's emails (the office's alerts stay English).
+    *[
+        ROOT / "templates" / "mail" / name
+        for name in (
+            "_layout.html",
+            "confirmation.html",
+            "confirmation.txt",
+            "job_update.html",
+            "job_update.txt",
+        )
+    ],
 ]
 # Modules whose messages reach the homeowner: every Invalid/ValidationError goes through gettext.
 MESSAGE_MODULES = [

@@ -37,6 +37,9 @@ def requested() -> str | None:
 
 def select_locale() -> str:
     """Flask-Babel's locale selector: the admin stays English; the wizard follows the homeowner."""
+    forced = pick(g.get("forced_lang"))
+    if forced:  # i18n.speaking(): an email in the homeowner's language
+        return forced
     if not has_request_context():  # the worker, the CLI: English (emails pick their own)
         return "en"
     if (request.blueprint or "").startswith("admin"):

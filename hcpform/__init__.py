@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from . import models  # noqa: F401  (registers the tables with the metadata)
 from .config import check_config, load_config
-from .extensions import csrf, db, init_redis, migrate
+from .extensions import babel, csrf, db, init_redis, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 __version__ = "0.1.0"
@@ -34,6 +34,17 @@ def create_app(
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
+
+    from flask_babel import get_locale
+
+    from . import i18n
+    from .wizard.language import select_locale, tr
+
+    babel.init_app(app, locale_selector=select_locale)
+    app.jinja_env.globals["page_lang"] = lambda: str(get_locale() or "en")
+    app.jinja_env.globals["long_day"] = i18n.weekday_day_month
+    app.jinja_env.globals["js_messages"] = i18n.js_messages
+    app.jinja_env.filters["tr"] = tr  # a form's own text, translated while it is the template's
 
     from . import database, logs, security, worker
 

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 
 from . import availability, formdefs
 from .extensions import db, rowcount
+from .i18n import gettext, weekday_day_month
 from .models import Draft, Form, Status, Submission
 from .redact import redact
 
@@ -145,8 +146,8 @@ def soonest_windows(
 def when_label(day: date, label: str, *, now: datetime, time_zone: str) -> str:
     """Return "Today, 2–4 pm" or "Tomorrow, 8–10 am" (else the day's heading)."""
     today = now.astimezone(ZoneInfo(time_zone)).date()
-    names = {today: "Today", today + timedelta(days=1): "Tomorrow"}
-    return f"{names.get(day, availability.day_heading(day))}, {label}"
+    names = {today: gettext("Today"), today + timedelta(days=1): gettext("Tomorrow")}
+    return f"{names.get(day, weekday_day_month(day))}, {label}"
 
 
 def alert_office(sub: Submission) -> None:

@@ -12,33 +12,42 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
+from .i18n import N_, gettext
 
 logger = logging.getLogger(__name__)
 
 MESSAGES = {
     400: (
-        "Something in the request was not right",
-        "Go back, check what you entered and try again.",
+        N_("Something in the request was not right"),
+        N_("Go back, check what you entered and try again."),
     ),
-    403: ("You can't do that", "This page refused the request."),
-    404: ("Page not found", "Check the address, or start again from the business's website."),
-    405: ("Page not found", "Check the address, or start again from the business's website."),
+    403: (N_("You can't do that"), N_("This page refused the request.")),
+    404: (
+        N_("Page not found"),
+        N_("Check the address, or start again from the business's website."),
+    ),
+    405: (
+        N_("Page not found"),
+        N_("Check the address, or start again from the business's website."),
+    ),
     413: (
-        "That was too much to send",
-        "What you sent is larger than we accept. Shorten your answers and try again.",
+        N_("That was too much to send"),
+        N_("What you sent is larger than we accept. Shorten your answers and try again."),
     ),
     429: (
-        "Too many requests",
-        "We've had a lot of requests from here. Please wait a while, or call us.",
+        N_("Too many requests"),
+        N_("We've had a lot of requests from here. Please wait a while, or call us."),
     ),
     500: (
-        "Sorry, something went wrong",
-        "We couldn't finish that. Please try again in a few minutes, or call us.",
+        N_("Sorry, something went wrong"),
+        N_("We couldn't finish that. Please try again in a few minutes, or call us."),
     ),
     503: (
-        "Sorry, the service is unavailable",
-        "We couldn't reach our database. Your answers are safe; try again in a few minutes, "
-        "or call us.",
+        N_("Sorry, the service is unavailable"),
+        N_(
+            "We couldn't reach our database. Your answers are safe; try again in a few minutes, "
+            "or call us."
+        ),
     ),
 }
 
@@ -69,8 +78,8 @@ def render_error(code: int, message: str | None = None) -> tuple[str, int]:
     name, phone, display = business_contact()
     html = render_template(
         "errors/error.html",
-        title=title,
-        message=message or default,
+        title=gettext(title),
+        message=gettext(message or default),
         business_name=name,
         phone=phone,
         phone_display=display,

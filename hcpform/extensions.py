@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from flask import Flask, current_app
+from flask_babel import Babel
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -28,6 +29,7 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+babel = Babel()  # the homeowner's language (hcpform/wizard/language.py selects it)
 if TYPE_CHECKING:
     # mypy cannot take an instance's attribute as a base class (python/mypy#8603). db.Model is
     # a copy of Base that Flask-SQLAlchemy makes at run time, so Base stands for it in checks.

@@ -304,3 +304,37 @@ def repeat_label(frequency: str) -> str:
     if months is None:
         return ""
     return {1: "every month", 12: "every year"}.get(months, f"every {months} months")
+
+
+def template_texts() -> list[str]:
+    """Return the template form's homeowner-facing texts (the catalogues translate them).
+
+    A form's own texts are shown translated only while they are still the template's.
+    """
+    texts: list[str] = [TEMPLATE_TERMS, *TEMPLATE_SERVICE_TYPES]
+    texts += [w["label"] for w in TEMPLATE_TIME_WINDOWS]
+    texts += [label for _, label in URGENCY_CHOICES]
+    texts += [label for _, label in REPEAT_CHOICES if _]
+    for step in _TEMPLATE_STEPS:
+        texts += [step["title"], step.get("heading", "")]
+        for field in step["fields"]:
+            texts += [field["label"], field.get("hint", ""), required_message(field)]
+            if isinstance(field.get("options"), list):
+                texts += [str(label) for _, label in field["options"]]
+    return list(dict.fromkeys(t for t in texts if t))
+
+
+def required_message(field: dict[str, Any]) -> str:
+    """Return the English message for a required field left empty (the catalogue's msgid)."""
+    if field.get("required_message"):
+        return str(field["required_message"])
+    label = field["label"].replace(" (optional)", "")
+    if label and not label[:2].isupper():  # "ZIP code" keeps its capitals
+        label = label[0].lower() + label[1:]
+    if field["type"] in ("select", "radio"):
+        return f"Choose {label}" if label else "Choose an option"
+    if field["type"] == "terms":
+        return "Accept the terms to send your request"
+    if field["type"] == "date":
+        return "Choose a preferred date"
+    return f"Enter {label}"

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import mail, preferences, validation
 from .extensions import db, rowcount
+from .i18n import N_, gettext, speaking, weekday_day_month
 from .models import Form, OutboxMessage, Submission
 from .redact import redact
 from .timeutil import utcnow
@@ -45,12 +46,18 @@ OFFICE_ALERT, EMERGENCY_ALERT = "office_alert", "emergency_alert"
 QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
 # Subjects: the homeowner's in one place (translatable later), the office's in English.
 SUBJECTS = {
-    CONFIRMATION: "We got your request {reference}",
-    JOB_UPDATE: "Your request {reference} is scheduled",
+    CONFIRMATION: N_("We got your request {reference}"),
+    JOB_UPDATE: N_("Your request {reference} is scheduled"),
     OFFICE_ALERT: "New request {reference}: {service}",
     EMERGENCY_ALERT: "URGENT: emergency request {reference}: {service}",
 }
-JOB_CREATED_SUBJECT = "Your request {reference} is with our team"
+JOB_CREATED_SUBJECT = N_("Your request {reference} is with our team")
+HOMEOWNER_KINDS = (CONFIRMATION, JOB_UPDATE)  # in the homeowner's language; the office's in English
+
+
+def language_of(sub: Submission, kind: str) -> str:
+    """Return the language of a message: the homeowner's for theirs, English for the office."""
+    return (sub.language or "en") if kind in HOMEOWNER_KINDS else "en"
 
 
 def mail_on() -> bool:
@@ -92,6 +99,12 @@ def parse_addresses(text: str | None) -> tuple[list[str], list[str]]:
     return found, problems
 
 
+def subject_of(sub: Submission, kind: str, subject: str) -> str:
+    """Return a message's subject in its language."""
+    with speaking(language_of(sub, kind)):
+        return gettext(subject).format(reference=sub.reference, service=sub.service_type)
+
+
 def queue(sub: Submission, kind: str, recipient: str, *, now: datetime) -> bool:
     """Add one message unless it is queued already; return True when added (flushed)."""
     subject = SUBJECTS[kind]
@@ -102,7 +115,7 @@ def queue(sub: Submission, kind: str, recipient: str, *, now: datetime) -> bool:
         kind=kind,
         submission_id=sub.id,
         recipient=recipient,
-        subject=subject.format(reference=sub.reference, service=sub.service_type)[:300],
+        subject=subject_of(sub, kind, subject)[:300],
         state=QUEUED,
         attempts=0,
         created_at=now,
@@ -198,8 +211,11 @@ def build(row: OutboxMessage) -> EmailMessage:
     domain = sender.rpartition("@")[2] or "localhost"
     # The same id on every attempt: a client that gets two copies shows one.
     message["Message-ID"] = f"<hcpform-outbox-{row.id}-{row.created_at:%Y%m%d%H%M%S}@{domain}>"
-    message.set_content(render_template(f"mail/{row.kind}.txt", **context))
-    message.add_alternative(render_template(f"mail/{row.kind}.html", **context), subtype="html")
+    with speaking(language_of(sub, row.kind)):
+        context["when"] = when_text(sub, form)  # the day's name in the message's language
+        message.set_content(render_template(f"mail/{row.kind}.txt", **context))
+        html = render_template(f"mail/{row.kind}.html", **context)
+    message.add_alternative(html, subtype="html")
     return message
 
 
@@ -209,7 +225,7 @@ def when_text(sub: Submission, form: Form) -> str:
         return ""
     zone = ZoneInfo(form.time_zone)
     start = sub.scheduled_start.astimezone(zone)
-    text = f"{start:%A, %B} {start.day}, {_clock(start)}"
+    text = f"{weekday_day_month(start.date())}, {_clock(start)}"
     if sub.scheduled_end:
         text += f"–{_clock(sub.scheduled_end.astimezone(zone))}"
     return text

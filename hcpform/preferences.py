@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import hashlib
 
+from .i18n import N_
+
 CALL, TEXT, EMAIL = "call", "text", "email"
 METHODS: dict[str, str] = {
-    CALL: "Call me",
-    TEXT: "Text me",
-    EMAIL: "Email me",
+    CALL: N_("Call me"),
+    TEXT: N_("Text me"),
+    EMAIL: N_("Email me"),
 }
 DEFAULT_METHOD = TEXT
-METHOD_LEGEND = "How would you like us to contact you?"
-METHOD_INVALID = "Choose call, text or email"
+METHOD_LEGEND = N_("How would you like us to contact you?")
+METHOD_INVALID = N_("Choose call, text or email")
 # The job's tag and notes line for each choice: hcp/payloads.py (CONTACT_TAGS, CONTACT_NOTES).
 
-MARKETING_LABEL = (
+MARKETING_LABEL = N_(
     "Send me occasional offers and maintenance reminders. You can stop them at any time."
 )
 

@@ -260,7 +260,7 @@ def build_submission(draft: Draft, form: Form, *, now: datetime, status: str) ->
         asap=bool(a.get("_asap")),
         terms_version_id=form.current_terms.id if form.current_terms else None,
         answers=public_answers,
-        language=form.language,
+        language=str(a.get("_lang") or form.language or "en")[:8],
         contact_method=method if method in preferences.METHODS else "",
         marketing_consent=bool(marketing_at),
         marketing_consent_at=datetime.fromisoformat(marketing_at) if marketing_at else None,

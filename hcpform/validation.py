@@ -23,6 +23,7 @@ from email_validator import validate_email
 
 from . import zipgeo
 from .hcp.matching import display_phone
+from .i18n import N_, day_month, day_month_year, gettext, weekdays
 
 T = TypeVar("T")  # what a contained call returns
 ZIP_RE = re.compile(r"^([0-9]{5})(?:-([0-9]{4}))?$", re.ASCII)
@@ -86,13 +87,19 @@ def clean_text(value: object, *, max_length: int, multiline: bool = False) -> st
         category = unicodedata.category(ch)
         if category in _REFUSED and ch not in allowed and ch not in _KEEP_FORMAT:
             if ch in "\n\t":
-                raise Invalid("Use a single line here.")
-            raise Invalid("Remove the special characters that can't be used here.")
+                raise Invalid(gettext("Use a single line here."))
+            raise Invalid(gettext("Remove the special characters that can't be used here."))
         marks = marks + 1 if category in ("Mn", "Me") else 0
         if marks > MAX_MARKS:
-            raise Invalid("Remove the extra accent marks stacked on one letter.")
+            raise Invalid(gettext("Remove the extra accent marks stacked on one letter."))
     if len(text) > max_length:
-        raise Invalid(f"Use {max_length:,} characters or fewer (you have {len(text):,}).")
+        raise Invalid(
+            gettext(
+                "Use %(most)s characters or fewer (you have %(count)s).",
+                most=f"{max_length:,}",
+                count=f"{len(text):,}",
+            )
+        )
     return text
 
 
@@ -139,10 +146,16 @@ def parse_zip(value: object) -> tuple[str, ZipInfo]:
     text = re.sub(r"\s+", "", code_text(value))
     match = ZIP_RE.match(text)
     if not match:
-        raise Invalid("Enter a ZIP code of 5 digits, like 60614 (or ZIP+4, like 60614-1234).")
+        raise Invalid(
+            gettext("Enter a ZIP code of 5 digits, like 60614 (or ZIP+4, like 60614-1234).")
+        )
     info = _zip_lookup(match.group(1))
     if info is None:
-        raise Invalid(f"We couldn't find ZIP {match.group(1)}. Check the number and try again.")
+        raise Invalid(
+            gettext(
+                "We couldn't find ZIP %(zip)s. Check the number and try again.", zip=match.group(1)
+            )
+        )
     return text, info
 
 
@@ -199,7 +212,7 @@ def address_mismatch(city: str, state: str, zip_code: str) -> ZipInfo | None:
 
 # -- phones ----------------------------------------------------------------------------------
 
-PHONE_HINT = "Enter a phone number like (312) 555-0123."
+PHONE_HINT = N_("Enter a phone number like (312) 555-0123.")
 
 
 def parse_phone(value: object, region: str = "US") -> str:
@@ -210,12 +223,12 @@ def parse_phone(value: object, region: str = "US") -> str:
     """
     text = code_text(value)
     if not text:
-        raise Invalid("Enter your phone number.")
+        raise Invalid(gettext("Enter your phone number."))
     if not PHONE_RE.match(text):
-        raise Invalid(PHONE_HINT)
+        raise Invalid(gettext(PHONE_HINT))
     number = _contained(PHONE_HINT, phonenumbers.parse, text, region)
     if not _contained(PHONE_HINT, phonenumbers.is_valid_number, number):
-        raise Invalid("That phone number isn't valid. Enter it like (312) 555-0123.")
+        raise Invalid(gettext("That phone number isn't valid. Enter it like (312) 555-0123."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -226,7 +239,7 @@ def format_phone(e164: str) -> str:
 
 # -- email -----------------------------------------------------------------------------------
 
-EMAIL_HINT = "Enter an email address like name@example.com."
+EMAIL_HINT = N_("Enter an email address like name@example.com.")
 
 
 def parse_email(value: object) -> str:
@@ -237,9 +250,9 @@ def parse_email(value: object) -> str:
     """
     text = clean_text(value, max_length=254)
     if not text:
-        raise Invalid("Enter your email address.")
+        raise Invalid(gettext("Enter your email address."))
     if any(ch.isspace() for ch in text):
-        raise Invalid(EMAIL_HINT)
+        raise Invalid(gettext(EMAIL_HINT))
     # EmailNotValidError, and anything else the library raises, becomes the field's message.
     return _contained(EMAIL_HINT, validate_email, text, check_deliverability=False).normalized
 
@@ -270,23 +283,36 @@ def parse_booking_date(
     """
     text = code_text(value)
     if not text:
-        raise Invalid("Choose a preferred date.")
+        raise Invalid(gettext("Choose a preferred date."))
     try:
         if not DATE_RE.match(text):  # fromisoformat also takes 20261201 and week dates
             raise ValueError(text)
         day = date.fromisoformat(text)
     except ValueError as exc:
-        raise Invalid("Enter the date as YYYY-MM-DD, for example 2026-12-01.") from exc
+        raise Invalid(gettext("Enter the date as YYYY-MM-DD, for example 2026-12-01.")) from exc
     today = today_in(tz_name, now)
     first, last = today + timedelta(days=1), today + timedelta(days=horizon_days)
     if day <= today:
-        raise Invalid(f"Choose a date from tomorrow ({first:%B %-d}) on; that date has passed.")
+        raise Invalid(
+            gettext(
+                "Choose a date from tomorrow (%(day)s) on; that date has passed.",
+                day=day_month(first),
+            )
+        )
     if day > last:
-        raise Invalid(f"Choose a date up to {horizon_days} days ahead (by {last:%B %-d, %Y}).")
+        raise Invalid(
+            gettext(
+                "Choose a date up to %(count)s days ahead (by %(day)s).",
+                count=horizon_days,
+                day=day_month_year(last),
+            )
+        )
     if day.weekday() in closed_weekdays:
-        raise Invalid(f"We're closed on {day:%A}s. Choose another day.")
+        raise Invalid(
+            gettext("We're closed on %(weekdays)s. Choose another day.", weekdays=weekdays(day))
+        )
     if day.isoformat() in closed_dates:
-        raise Invalid(f"We're closed on {day:%B %-d}. Choose another day.")
+        raise Invalid(gettext("We're closed on %(day)s. Choose another day.", day=day_month(day)))
     return day
 
 

@@ -1,7 +1,7 @@
 /* hcpform embed loader (protocol v1). Paste where the form should appear:
      <script src="https://SITE/static/embed.js" data-form="service-request" async></script>
    Options: data-target="#id" (put the form in that element, replacing what it holds),
-   data-title, data-booking-type, data-zip, data-urgency. Events on the form's container,
+   data-title, data-booking-type, data-zip, data-urgency, data-lang ("es": in Spanish). Events on the form's container,
    bubbling to document: "hcpform:step" {form, step, name, total}, "hcpform:submitted"
    {form, reference}. Docs: docs/embedding.md. ES5, no dependencies, one global: hcpform. */
 (function (window, document) {
@@ -47,6 +47,8 @@
       value = script.getAttribute("data-" + PREFILL[i].replace("_", "-")) || param(PREFILL[i]);
       if (value) { q.push(PREFILL[i] + "=" + encodeURIComponent(value.slice(0, 100))); }
     }
+    value = script.getAttribute("data-lang") || param("lang");  // "es": the form in Spanish
+    if (/^[a-z]{2}(-[A-Za-z]{2})?$/.test(value)) { q.push("lang=" + value); }
     return origin + path + encodeURIComponent(slug) + "/?" + q.join("&");
   }
 

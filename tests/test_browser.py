@@ -796,3 +796,51 @@ def test_photo_upload_at_375(browser, live, app, axe_source, js, tmp_path):
         photos = list(db.session.scalars(select(Photo)))
         assert len(photos) == 1 and photos[0].width == 2560 and photos[0].height == 1707
     context.close()
+
+
+ES_TITLES = {
+    "location": "Verifique su zona", "service": "Elija un servicio",
+    "description": "Describa el problema", "contact": "Sus datos",
+    "classification": "Sobre usted", "schedule": "Elija un horario",
+}  # fmt: skip
+
+
+def test_spanish_wizard_on_a_phone_with_axe(browser, live, app, axe_source):
+    """?lang=es: every step in Spanish at 375 px, errors too, axe clean, <html lang="es">."""
+    context = browser.new_context(viewport=PHONE)  # Chromium asks for en-US: ?lang= wins
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    answers = person()
+    page.goto(f"{live}/f/{SLUG}/?lang=es")
+    for number, step in enumerate(STEPS, start=1):
+        expect_title(page, rf"Paso {number} de 6: {ES_TITLES[step]} – {BUSINESS}")
+        assert page.locator("html").get_attribute("lang") == "es"
+        assert page.locator("[data-lang-switch='en']").inner_text() == "English"
+        if number == 1:
+            shoot(page, "spanish-01-location")
+        check_layout(page, f"spanish {step}")
+        run_axe(page, axe_source, f"spanish {step}")
+        if step in ("location", "contact"):
+            clear_step(page)
+            submit(page)
+            expect_title(page, rf"Error: Paso {number} de 6: {ES_TITLES[step]} – {BUSINESS}")
+            assert "Hay un problema" in page.locator("[data-error-summary]").inner_text()
+            check_error_state(page, js=True)
+            run_axe(page, axe_source, f"spanish {step} errors")
+        fill_step(page, step, answers)
+        if step == "description":  # wizard.js's own texts follow the page's language
+            counter = page.locator("#booking_reason-count")
+            page.wait_for_function(
+                "() => document.querySelector('#booking_reason-count').textContent"
+                ".startsWith('Le quedan')"
+            )
+            assert "caracteres" in counter.inner_text()
+        submit(page)
+    expect_title(page, rf"Revise sus respuestas – {BUSINESS}")
+    run_axe(page, axe_source, "spanish review")
+    submit(page)
+    expect_title(page, rf"Solicitud enviada – {BUSINESS}")
+    run_axe(page, axe_source, "spanish done")
+    with app.app_context():
+        assert db.session.scalar(select(Submission.language)) == "es"
+    context.close()

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hcpform.crypto",
             "hcpform.redact",
             "hcpform.extensions",
+            "hcpform.i18n",
             "hcpform.ratelimits",
             "hcpform.hcp",
             "hcpform.webhooks",  # the package file only: each module below has its own layer

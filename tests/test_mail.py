@@ -24,7 +24,7 @@ from hcpform.extensions import db
 from hcpform.models import OutboxMessage, Submission
 from tests.conftest import free_port
 from tests.factories import default_form, make_submission
-from tests.helpers import Wizard, person, reference_in, set_form, wait_for
+from tests.helpers import Wizard, person, reference_in, set_form, step_data, wait_for
 
 pytest_plugins = ["tests.admin_fixtures"]
 
@@ -354,3 +354,27 @@ def test_the_password_is_never_shown_nor_sent_without_tls(app: Any, smtp: Server
         assert "no STARTTLS" in row.last_error and "s3cret" not in row.last_error
         assert "s3cret" not in outbox.mail_status()["server"]
     assert smtp.data_calls == 0
+
+
+def test_a_spanish_request_gets_its_confirmation_in_spanish_and_the_office_in_english(
+    app: Any, client: Any, smtp: Server
+) -> None:
+    set_form(app, office_emails=OFFICE[:1], business_phone="+13125550100")
+    wizard = Wizard(client)
+    answers = person()
+    wizard.open("/f/service-request/?lang=es")
+    for step in ("location", "service", "description", "contact", "classification", "schedule"):
+        wizard.post(step_data(wizard.page, step, answers))
+    wizard.post({})
+    reference = reference_in(wizard.page)
+    assert sorted(send_due(app)) == ["sent", "sent"]
+    confirmation = next(m for m in smtp.messages if m["To"] == "jane.doe@example.com")
+    assert confirmation["Subject"] == f"Recibimos su solicitud {reference}"
+    text, html = bodies(confirmation)
+    for body in (text, html):
+        assert "Hola, Jane:" in body and "Limpieza de drenajes" in body
+        assert "Qué sigue" in body and "(312) 555-0100" in body
+    assert '<html lang="es">' in html
+    alert = next(m for m in smtp.messages if m["To"] == OFFICE[0])
+    assert alert["Subject"].startswith(f"New request {reference}")  # the office reads English
+    assert '<html lang="en">' in bodies(alert)[1]

@@ -22,6 +22,14 @@ ASAP_TAG = "ASAP"  # an emergency to send someone to as soon as possible, not ye
 # The contact step's preference, as the job's tag and its line in the notes.
 CONTACT_TAGS = {"call": "Prefers call", "text": "Prefers text", "email": "Prefers email"}
 CONTACT_NOTES = {"call": "a phone call", "text": "a text message", "email": "email"}
+# The homeowner's language, by its code, as the office reads it (tag and notes); English has none.
+LANGUAGE_NAMES = {"es": "Spanish"}
+
+
+def language_name(sub: ServiceRequest) -> str:
+    """Return the name of the homeowner's language when it is not English ("Spanish"), else ""."""
+    code = (sub.language or "en").lower()
+    return "" if code == "en" else LANGUAGE_NAMES.get(code, code)
 
 
 def reference_marker(reference: str) -> str:
@@ -46,6 +54,8 @@ def job_tags(sub: ServiceRequest, extra: list[str]) -> list[str]:
         tags.append(ASAP_TAG)
     if sub.contact_method in CONTACT_TAGS:
         tags.append(CONTACT_TAGS[sub.contact_method])
+    if language_name(sub):
+        tags.append(language_name(sub))
     return _unique(tags)
 
 
@@ -103,6 +113,9 @@ def job_notes(sub: ServiceRequest, *, window_label: str, time_zone: str) -> str:
     ]
     if sub.urgency == "emergency":
         lines.insert(0, "EMERGENCY: the customer says this is an emergency.")
+    if language_name(sub):
+        name = language_name(sub)
+        lines.append(f"Language: {name} – the customer filled the form in {name}")
     if sub.asap:
         lines.append(
             "The customer asked for the earliest possible visit (as soon as possible)"

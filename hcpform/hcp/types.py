@@ -54,6 +54,9 @@ class ServiceRequest:
     abandoned_lead_id: str | None = None
     # How the person wants to be contacted: "call", "text", "email" ("" = not asked).
     contact_method: str = ""
+    # The language the homeowner filled the form in ("en", "es"): the office sends someone who
+    # speaks it (a tag and a line in the notes when it is not English).
+    language: str = "en"
 
     @classmethod
     def of(cls, source: Any) -> ServiceRequest:

@@ -15,8 +15,10 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from wtforms.csrf.core import CSRF
 from wtforms.validators import ValidationError
 
+from ..i18n import N_, gettext
+
 SALT = "hcpform-wizard-csrf"
-EXPIRED = "This page has expired. Check your answers and continue."
+EXPIRED = N_("This page has expired. Check your answers and continue.")
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -74,4 +76,4 @@ class DraftCSRF(CSRF):
     def validate_csrf_token(self, form: Any, field: Any) -> None:
         """Refuse a cross-site post, or a token not signed for this form and draft."""
         if cross_site_request() or not check_token(field.data, *self.context):
-            raise ValidationError(EXPIRED)
+            raise ValidationError(gettext(EXPIRED))

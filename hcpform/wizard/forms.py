@@ -24,9 +24,12 @@ from wtforms.validators import ValidationError
 from .. import emergency, formdefs, preferences, validation
 from ..availability import BOOKED, PREFERENCE, Availability
 from ..formdefs import choices_for
+from ..i18n import N_, weekday_day_month
+from ..i18n import gettext as _
 from ..models import Form
 from ..submissions import REPEAT_ANSWER
 from .csrf import DraftCSRF
+from .language import repeat_words, tr
 
 # Attribution the first page carries to the draft (the loader passes the parent page's too).
 ATTRIBUTION_FIELDS = (
@@ -43,12 +46,12 @@ ADDRESS_CONFIRMED = "_address_confirmed"  # on the draft: the mismatched address
 # On the schedule step, when HCP has open windows: one radio group of them, grouped by day.
 SLOT_FIELD = "booking_slot"
 REPEAT_FIELD = "repeat_visit"  # "Repeat this visit every 3 months", for a recurring service
-REPEAT_REFUSED = "This service can't be repeated. Untick “Repeat this visit” to go on."
-SLOT_TAKEN = "That time is no longer open. Choose one of the times shown."
+REPEAT_REFUSED = N_("This service can't be repeated. Untick “Repeat this visit” to go on.")
+SLOT_TAKEN = N_("That time is no longer open. Choose one of the times shown.")
 # On the step that asks for a phone or email: may we contact them if they don't finish?
 # Unticked by default; stored on the draft as `_contact_consent` (hcpform/abandoned.py).
 CONSENT_FIELD = "contact_consent"
-CONSENT_LABEL = "If I don't finish this request, you may contact me about it"
+CONSENT_LABEL = N_("If I don't finish this request, you may contact me about it")
 # On the same step: how they'd like to be contacted (preselected from the form's setting), and,
 # separately and unticked, marketing consent (texts in preferences.py). Kept on the draft as
 # `_contact_method` and `_marketing_consent`.
@@ -71,9 +74,12 @@ class AddressProblem:
     @property
     def message(self) -> str:
         """Return the error shown to the person."""
-        return (
-            f"ZIP {self.zip5} is {self.zip_city}, {self.zip_state}. Choose which is right, "
-            "or correct the city, state or ZIP."
+        return _(
+            "ZIP %(zip)s is %(city)s, %(state)s. Choose which is right, "
+            "or correct the city, state or ZIP.",
+            zip=self.zip5,
+            city=self.zip_city,
+            state=self.zip_state,
         )
 
 
@@ -157,18 +163,7 @@ class WizardForm(FlaskForm):
 
 
 def _required_message(field: dict[str, Any]) -> str:
-    if field.get("required_message"):
-        return str(field["required_message"])
-    label = field["label"].replace(" (optional)", "")
-    if label and not label[:2].isupper():  # "ZIP code" keeps its capitals
-        label = label[0].lower() + label[1:]
-    if field["type"] in ("select", "radio"):
-        return f"Choose {label}" if label else "Choose an option"
-    if field["type"] == "terms":
-        return "Accept the terms to send your request"
-    if field["type"] == "date":
-        return "Choose a preferred date"
-    return f"Enter {label}"
+    return tr(formdefs.required_message(field))
 
 
 def _make_validator(
@@ -229,7 +224,7 @@ def _normalise(
     if kind in ("select", "radio"):
         value = str(raw)
         if value not in choices:  # exact: a look-alike (full-width, zero-width) is no option
-            raise validation.Invalid("Choose one of the options shown.")
+            raise validation.Invalid(_("Choose one of the options shown."))
         return value
     if kind == "terms":
         return True
@@ -251,7 +246,7 @@ _FIELD_CLASSES = {
 }
 
 
-ASAP_LABEL = "As soon as possible"
+ASAP_LABEL = N_("As soon as possible")  # shown as _(ASAP_LABEL)
 
 
 def _store_consent(wtform: WizardForm, wtfield: Field) -> None:
@@ -263,7 +258,7 @@ def _store_method(wtform: WizardForm, wtfield: Field) -> None:
     """Keep the contact preference; an unknown value gets a field message, none the default."""
     value = wtfield.data or wtfield.default
     if value not in preferences.METHODS:
-        raise ValidationError(preferences.METHOD_INVALID)
+        raise ValidationError(_(preferences.METHOD_INVALID))
     wtform.cleaned["_contact_method"] = value
 
 
@@ -284,18 +279,19 @@ def _slot_validator(
     def check(wtform: WizardForm, wtfield: Field) -> None:
         value = str(wtfield.data or "")
         if not value.strip():
-            raise ValidationError("Choose a time")
+            raise ValidationError(_("Choose a time"))
         if asap and value == emergency.ASAP:
             wtform.cleaned.update({date_name: "", time_name: emergency.ASAP, "_asap": "1"})
-            wtform.cleaned["_window_label"] = wtform.cleaned["_window_when"] = ASAP_LABEL
+            wtform.cleaned["_window_label"] = ASAP_LABEL  # the office reads it in English
+            wtform.cleaned["_window_when"] = _(ASAP_LABEL)
             return
         if value not in labels:  # taken since the page was shown, or never offered
-            raise ValidationError(SLOT_TAKEN)
+            raise ValidationError(_(SLOT_TAKEN))
         day, label = labels[value]
         wtform.cleaned[date_name] = day.day.isoformat()
         wtform.cleaned[time_name] = value
         wtform.cleaned["_window_label"] = label
-        wtform.cleaned["_window_when"] = f"{day.heading}, {label}"
+        wtform.cleaned["_window_when"] = f"{weekday_day_month(day.day)}, {label}"
         wtform.cleaned["_asap"] = ""
 
     return check
@@ -313,7 +309,8 @@ def _preference_asap(
     def check(wtform: WizardForm, wtfield: Field) -> None:
         if str(wtform.data.get(time_name) or "") == emergency.ASAP:
             wtform.cleaned.update({date_name: "", time_name: emergency.ASAP, "_asap": "1"})
-            wtform.cleaned["_window_label"] = wtform.cleaned["_window_when"] = ASAP_LABEL
+            wtform.cleaned["_window_label"] = ASAP_LABEL  # the office reads it in English
+            wtform.cleaned["_window_when"] = _(ASAP_LABEL)
             return
         inner(wtform, wtfield)
         wtform.cleaned["_asap"] = ""
@@ -326,7 +323,7 @@ def _repeat_validator(frequency: str) -> Callable[[WizardForm, Field], None]:
 
     def check(wtform: WizardForm, wtfield: Field) -> None:
         if wtfield.data and not frequency:  # never offered: a tampered or outdated page
-            raise ValidationError(REPEAT_REFUSED)
+            raise ValidationError(_(REPEAT_REFUSED))
         wtform.cleaned[REPEAT_ANSWER] = frequency if wtfield.data else ""
 
     return check
@@ -334,7 +331,7 @@ def _repeat_validator(frequency: str) -> Callable[[WizardForm, Field], None]:
 
 def _chosen_service(form: Form, known: dict[str, Any]) -> str:
     """Return the service type the draft chose (the field mapped to HCP's booking_type)."""
-    for _, field in formdefs.iter_fields(form.definition):
+    for _step, field in formdefs.iter_fields(form.definition):
         if field.get("hcp_key") == "booking_type":
             return str(known.get(field["name"]) or "")
     return ""
@@ -371,15 +368,15 @@ def build_step_form(
         frequency = formdefs.repeat_frequency(form.service_types, service)
         attrs["repeat_offer"] = formdefs.repeat_label(frequency)
         attrs[REPEAT_FIELD] = BooleanField(
-            f"Repeat this visit {attrs['repeat_offer']}".strip(),
+            _("Repeat this visit %(how_often)s", how_often=repeat_words(frequency)).strip(),
             default=bool(frequency and (known or {}).get(REPEAT_ANSWER)),
-            description="We'll open a new request for the next visit when it's due.",
+            description=_("We'll open a new request for the next visit when it's due."),
             validators=[_repeat_validator(frequency)],
         )
     if booked and slots is not None and date_name and time_name:
-        extra = [(emergency.ASAP, ASAP_LABEL)] if asap else []
+        extra = [(emergency.ASAP, _(ASAP_LABEL))] if asap else []
         attrs[SLOT_FIELD] = RadioField(
-            "Choose a time",
+            _("Choose a time"),
             choices=[(wid, label) for day in slots.days for wid, label in day.windows] + extra,
             validate_choice=False,
             validators=[_slot_validator(slots, date_name, time_name, asap=asap)],
@@ -397,13 +394,13 @@ def build_step_form(
             "description": field.get("hint", ""),
         }
         if cls in (SelectField, RadioField):
-            kwargs["choices"] = choices_for(field, form)
+            kwargs["choices"] = [(v, tr(label)) for v, label in choices_for(field, form)]
             kwargs["validate_choice"] = False  # our validator gives a clearer message
             if cls is SelectField:
-                kwargs["choices"] = [("", "Select…")] + kwargs["choices"]
+                kwargs["choices"] = [("", _("Select…"))] + kwargs["choices"]
         if asap and not booked and date_name and time_name:
             if field["name"] == time_name:
-                kwargs["choices"] = [*kwargs.get("choices", []), (emergency.ASAP, ASAP_LABEL)]
+                kwargs["choices"] = [*kwargs.get("choices", []), (emergency.ASAP, _(ASAP_LABEL))]
             if field["name"] in (date_name, time_name):
                 kwargs["validators"] = [
                     _preference_asap(kwargs["validators"][0], date_name, time_name)
@@ -412,20 +409,20 @@ def build_step_form(
     if first_step:
         for name in ATTRIBUTION_FIELDS + tuple(f"prefill_{p}" for p in PREFILL_FIELDS):
             attrs[name] = HiddenField()
-    attrs[HONEYPOT] = StringField("Leave this field empty")
+    attrs[HONEYPOT] = StringField(_("Leave this field empty"))
     by_key = {f.get("hcp_key"): f for f in step["fields"] if f.get("hcp_key")}
     if "customer_phone" in by_key or "customer_email" in by_key:
-        attrs[CONSENT_FIELD] = BooleanField(CONSENT_LABEL, validators=[_store_consent])
+        attrs[CONSENT_FIELD] = BooleanField(_(CONSENT_LABEL), validators=[_store_consent])
         method = form.contact_method_default
         attrs[METHOD_FIELD] = RadioField(
-            preferences.METHOD_LEGEND,
-            choices=list(preferences.METHODS.items()),
+            _(preferences.METHOD_LEGEND),
+            choices=[(value, _(label)) for value, label in preferences.METHODS.items()],
             default=method if method in preferences.METHODS else preferences.DEFAULT_METHOD,
             validate_choice=False,  # _store_method gives the clearer message
             validators=[_store_method],
         )
         attrs[MARKETING_FIELD] = BooleanField(
-            preferences.MARKETING_LABEL, validators=[_store_marketing]
+            _(preferences.MARKETING_LABEL), validators=[_store_marketing]
         )
     if "city" in by_key and "state" in by_key:
         zip_field = by_key.get("zip")
@@ -458,3 +455,14 @@ def date_bounds(form: Form, now: datetime) -> tuple[str, str]:
         (today + timedelta(days=1)).isoformat(),
         (today + timedelta(days=form.booking_horizon_days)).isoformat(),
     )
+
+
+def valid_prefill(form: Form, wtform: WizardForm) -> dict[str, str]:
+    """Return the prefilled answers that are valid options of this form."""
+    fields = {f["name"]: f for _, f in formdefs.iter_fields(form.definition)}
+    prefill = {}
+    for name in ("booking_type", "urgency"):
+        value = wtform[f"prefill_{name}"].data
+        if value and name in fields and value in dict(choices_for(fields[name], form)):
+            prefill[name] = value
+    return prefill

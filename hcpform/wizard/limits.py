@@ -14,13 +14,14 @@ from typing import Any
 from flask.typing import ResponseReturnValue
 
 from ..errors import render_error
+from ..i18n import N_
 from ..ratelimits import client_ip, enabled, hit, ip_limits, submit_limits
 
-SUBMIT_REFUSED = (
+SUBMIT_REFUSED = N_(
     "We've had a lot of requests from here. Your answers are saved: "
     "please wait a little, then send your request again, or call us."
 )
-PAGE_REFUSED = (
+PAGE_REFUSED = N_(
     "We've had a lot of requests from here. Please wait a little and try again, or call us."
 )
 

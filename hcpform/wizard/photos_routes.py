@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import imaging, photos, submissions
 from ..extensions import db
+from ..i18n import gettext
 from ..models import Draft, Form
 from ..timeutil import utcnow
 from . import bp, uploads
@@ -47,7 +48,7 @@ def upload_photo(slug: str) -> ResponseReturnValue:
     except RequestEntityTooLarge:
         return _error(imaging.too_big_message(photos.max_bytes()), 413)
     if not posted_token_ok(form.slug, draft.token):
-        return _error(EXPIRED, 400)
+        return _error(gettext(EXPIRED), 400)
     refused = refuse_over("photos", "RATELIMIT_PHOTOS_PER_IP")
     if refused is not None:
         return _error("We've had a lot of photos from here. Please wait a little.", 429)
@@ -83,7 +84,7 @@ def remove_photo_js(slug: str, key: str) -> ResponseReturnValue:
     if draft is None:
         return _error(GONE, 404)
     if not posted_token_ok(form.slug, draft.token):
-        return _error(EXPIRED, 400)
+        return _error(gettext(EXPIRED), 400)
     removed = photos.remove_photo(draft, key[:64])
     db.session.commit()
     return jsonify({"removed": removed, "count": photos.count_for(draft)}), 200

@@ -8,9 +8,11 @@ from datetime import datetime
 from flask import request
 
 from .. import availability, formdefs
+from ..i18n import gettext
 from ..models import Draft, Form
 from ..submissions import REPEAT_ANSWER
 from .forms import SLOT_FIELD, WizardForm
+from .language import repeat_words
 
 
 def slots_for(
@@ -67,5 +69,6 @@ def repeat_rows(form: Form, draft: Draft) -> list[dict[str, str]]:
     if not frequency:
         return []
     chosen = bool((draft.answers or {}).get(REPEAT_ANSWER))
-    label = formdefs.repeat_label(frequency)
-    return [{"label": "Repeat this visit", "value": f"Yes, {label}" if chosen else "No"}]
+    label = repeat_words(frequency)
+    value = gettext("Yes, %(how_often)s", how_often=label) if chosen else gettext("No")
+    return [{"label": gettext("Repeat this visit"), "value": value}]

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from .. import availability, emergency, formdefs, submissions
 from ..extensions import db
+from ..i18n import weekday_day_month
 from ..models import Draft, Form, Submission
 from .slots import service_type_of
 
@@ -93,7 +94,7 @@ def submit_asap(form: Form, draft: Draft, *, now: datetime, honeypot: str) -> Su
             continue
         with availability.window_lock(window) as locked:
             if locked and availability.still_open(form, service, window, now=now) is True:
-                when = availability.day_heading(day) + ", " + label
+                when = weekday_day_month(day) + ", " + label
                 emergency.book_asap(draft, form, window, day=day, label=label, when=when)
                 submission = submissions.submit(draft, form, now=now, honeypot=honeypot)
                 db.session.commit()

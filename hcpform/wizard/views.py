@@ -32,11 +32,12 @@ from .. import (
 )
 from ..extensions import db
 from ..formdefs import choices_for
+from ..i18n import gettext as _
 from ..models import Draft, Form
 from ..people import lookup_customer
 from ..security import allow_framing_by
 from ..timeutil import utcnow
-from . import bp, steps, uploads, urgent
+from . import bp, language, steps, uploads, urgent
 from .csrf import EXPIRED, make_token, posted_token_ok
 from .forms import (
     ATTRIBUTION_FIELDS,
@@ -49,6 +50,7 @@ from .forms import (
     WizardForm,
     build_step_form,
     date_bounds,
+    valid_prefill,
 )
 from .limits import limit_submissions, refuse_over
 from .slots import booked_window, days_shown, repeat_rows, service_type_of, slots_for
@@ -56,7 +58,6 @@ from .tokens import current_token, given_token, is_embed, well_formed, with_cook
 
 logger = logging.getLogger(__name__)
 NOT_PAGES = {"theme", "photo_thumb"}  # GETs that are no page view (stylesheet, thumbnails)
-TAKEN = "That time was just taken; here are the times still open."
 
 
 @bp.before_request
@@ -127,7 +128,7 @@ def start(slug: str) -> ResponseReturnValue:
     """Resume a live draft, or show the first step to a new visitor."""
     form = load_form(slug)
     now = utcnow()
-    draft = submissions.load_draft(form, current_token(form), now=now)
+    draft = language.load_draft(form, current_token(form), now=now)
     slugs = formdefs.step_slugs(form.definition)
     if draft is not None:
         if draft.submitted_at:
@@ -148,7 +149,7 @@ def step(slug: str, step: str) -> ResponseReturnValue:
     if step not in slugs:
         abort(404)
     token = given_token(form)
-    draft = submissions.load_draft(form, well_formed(token), now=now)
+    draft = language.load_draft(form, well_formed(token), now=now)
     if draft is None and step != slugs[0]:
         # No draft (expired, or a link without one): begin again, saying why when it expired.
         return redirect(url_for(".start", slug=form.slug, expired=1 if token else None))
@@ -174,6 +175,7 @@ def step_form(
     """Build the form of a step, filled from the draft when nothing was posted."""
     definition_step = formdefs.get_step(form.definition, slug)
     assert definition_step is not None, "the views check the step's slug first"
+    definition_step = language.translate_step(definition_step)
     answers = dict(draft.answers) if draft else {}
     data = dict(answers.get("_prefill") or {}) | {
         k: v for k, v in answers.items() if not k.startswith("_")
@@ -241,11 +243,14 @@ def show_step(
         draft,
         status=status,
         wtform=wtform,
-        step=formdefs.get_step(form.definition, slug),
+        step=language.translate_step(formdefs.get_step(form.definition, slug) or {}),
         number=steps.step_number(slugs, slug),
         total=len(slugs),
         back_url=step_url(form, prev, draft) if prev else None,
-        action=step_url(form, slug, draft),
+        action=step_url(form, slug, draft, **language.lang_arg(draft)),
+        languages=language.switch_links(
+            lambda code: step_url(form, slug, draft, **language.kept_args(draft), lang=code)
+        ),
         date_min_max=date_bounds(form, now),
         emergency=answers.get("urgency") == "emergency" and slug != "service",
         expired=bool(request.args.get("expired")),
@@ -287,8 +292,9 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now: datetime) -> R
             now=now,
             source="embed" if is_embed() else "hosted",
             attribution={name: wtform[name].data or "" for name in ATTRIBUTION_FIELDS},
-            prefill=_valid_prefill(form, wtform),
+            prefill=valid_prefill(form, wtform),
         )
+        language.keep(draft)
     result = submissions.save_step(draft, form, slug, answers, now=now)
     db.session.commit()
     phone = answers.get("customer_phone")
@@ -306,24 +312,13 @@ def save_step(form: Form, draft: Draft | None, slug: str, *, now: datetime) -> R
     return redirect(step_url(form, steps.next_slug(slugs, slug), draft))
 
 
-def _valid_prefill(form: Form, wtform: WizardForm) -> dict[str, str]:
-    """Return the prefilled answers that are valid options of this form."""
-    fields = {f["name"]: f for _, f in formdefs.iter_fields(form.definition)}
-    prefill = {}
-    for name in ("booking_type", "urgency"):
-        value = wtform[f"prefill_{name}"].data
-        if value and name in fields and value in dict(choices_for(fields[name], form)):
-            prefill[name] = value
-    return prefill
-
-
 @bp.route("/<slug>/review", methods=["GET", "POST"])
 def review(slug: str) -> ResponseReturnValue:
     """Show every answer with change links; POST submits the request (idempotent per draft)."""
     form = load_form(slug)
     now = utcnow()
     slugs = formdefs.step_slugs(form.definition)
-    draft = submissions.load_draft(form, current_token(form), now=now)
+    draft = language.load_draft(form, current_token(form), now=now)
     if draft is None:
         return redirect(url_for(".start", slug=form.slug, expired=1))
     if draft.submitted_at and request.method == "GET":
@@ -333,7 +328,7 @@ def review(slug: str) -> ResponseReturnValue:
     error = None
     if request.method == "POST":
         if not posted_token_ok(form.slug, draft.token):
-            error = EXPIRED
+            error = _(EXPIRED)
         else:
             return submit(form, draft, now=now)
     return render_page(
@@ -408,7 +403,7 @@ def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
     rows = []
     answers = draft.answers or {}
     booked = answers.get("_schedule_kind") == availability.BOOKED
-    for step_def in form.definition["steps"]:
+    for step_def in map(language.translate_step, form.definition["steps"]):
         items = []
         date_name, time_name = formdefs.booking_fields(step_def)
         for field in step_def["fields"]:
@@ -416,17 +411,18 @@ def review_rows(form: Form, draft: Draft) -> list[dict[str, Any]]:
             if (booked or answers.get("_asap")) and field["name"] == date_name:
                 continue  # the window's row says the day too (ASAP has no day)
             if (booked or answers.get("_asap")) and field["name"] == time_name:
-                items.append({"label": "Appointment", "value": answers.get("_window_when", "")})
+                items.append({"label": _("Appointment"), "value": answers.get("_window_when", "")})
                 continue
             if field["type"] in ("select", "radio"):
-                value = dict(choices_for(field, form)).get(str(value), value)
+                value = language.tr(dict(choices_for(field, form)).get(str(value), value))
             elif field["type"] == "tel" and value:
                 value = validation.format_phone(value)
             elif field["type"] == "terms":
-                value = "Accepted" if value else "Not accepted"
+                value = _("Accepted") if value else _("Not accepted")
             if value in ("", None) and not field.get("required"):
                 continue
-            items.append({"label": field["label"].replace(" (optional)", ""), "value": value})
+            label = field["label"].replace(" (optional)", "").replace(" (opcional)", "")
+            items.append({"label": label, "value": value})
         if date_name and time_name:
             items.extend(repeat_rows(form, draft))
         rows.append(
@@ -444,7 +440,7 @@ def done(slug: str) -> ResponseReturnValue:
     """Confirm the request with its reference and what happens next (no personal data shown)."""
     form = load_form(slug)
     now = utcnow()
-    draft = submissions.load_draft(form, well_formed(request.args.get("d")), now=now)
+    draft = language.load_draft(form, well_formed(request.args.get("d")), now=now)
     submission = submissions.existing_submission(draft) if draft else None
     if submission is None:
         return redirect(url_for(".start", slug=form.slug))
@@ -462,13 +458,13 @@ def out_of_area(slug: str) -> ResponseReturnValue:
     """Say kindly that we don't serve this ZIP yet, and offer to tell them when we do."""
     form = load_form(slug)
     now = utcnow()
-    draft = submissions.load_draft(form, well_formed(request.args.get("d")), now=now)
+    draft = language.load_draft(form, well_formed(request.args.get("d")), now=now)
     if draft is None or submissions.in_service_area(form, draft.answers.get("zip", "")):
         return redirect(url_for(".start", slug=form.slug))
     error, saved = None, False
     if request.method == "POST":
         if not posted_token_ok(form.slug, draft.token):
-            error = EXPIRED
+            error = _(EXPIRED)
         else:
             # Each post that may write a row counts against the client's allowance.
             refused = refuse_over("out-of-area", "RATELIMIT_OUT_OF_AREA_PER_IP")

@@ -19,14 +19,23 @@
     });
   }
 
+  // The page's language: its texts on <body data-messages> (none in English), keyed by English.
+  var messages = {};
+  try { messages = JSON.parse(document.body.getAttribute("data-messages") || "{}"); } catch (e) { messages = {}; }
+  function t(text, values) {
+    return (messages[text] || text).replace(/%\((\w+)\)s/g, function (all, name) {
+      return values && name in values ? values[name] : all;
+    });
+  }
+
   Array.prototype.forEach.call(document.querySelectorAll("textarea[data-maxlength]"), function (area) {
     var max = parseInt(area.getAttribute("data-maxlength"), 10);
     var counter = document.getElementById(area.id + "-count");
     if (!counter) { return; }
     function update() {
       var left = max - area.value.length;
-      counter.textContent = left >= 0 ? "You have " + left.toLocaleString() + " characters remaining"
-                                      : "You have " + (-left).toLocaleString() + " characters too many";
+      counter.textContent = left >= 0 ? t("You have %(count)s characters remaining", {count: left.toLocaleString()})
+                                      : t("You have %(count)s characters too many", {count: (-left).toLocaleString()});
       counter.classList.toggle("error-message", left < 0);
     }
     var timer = null;  // the counter is a live region: update it when typing pauses
@@ -77,7 +86,7 @@
     function refresh() {
       add.hidden = count() >= max;
       Array.prototype.forEach.call(list.querySelectorAll("img"), function (img, i) {
-        img.alt = "Photo " + (i + 1) + " you added";
+        img.alt = t("Photo %(number)s you added", {number: i + 1});
       });
     }
     function item(key, thumb, w, h) {
@@ -87,17 +96,17 @@
       img.className = "photo-thumb"; img.src = thumb;
       img.width = Math.round(w * scale); img.height = Math.round(h * scale);
       button.type = "submit"; button.name = "remove_photo"; button.value = key;
-      button.className = "button button--secondary button--small"; button.textContent = "Remove photo";
+      button.className = "button button--secondary button--small"; button.textContent = t("Remove photo");
       li.appendChild(img); li.appendChild(button); list.appendChild(li);
     }
     function send(file) {
       if (file.size > maxBytes) {
-        return say(file.name + ": This photo is larger than " + box.getAttribute("data-max-mb") + " MB. Choose a smaller one.", true);
+        return say(t("%(name)s: This photo is larger than %(mb)s MB. Choose a smaller one.", {name: file.name, mb: box.getAttribute("data-max-mb")}), true);
       }
       var data = new FormData(), xhr = new XMLHttpRequest(), bar = document.createElement("progress");
       data.append("csrf_token", csrf); data.append("photos", file);
       bar.className = "photo-progress"; bar.max = 100; bar.value = 0;
-      bar.setAttribute("aria-label", "Sending " + file.name);
+      bar.setAttribute("aria-label", t("Sending %(name)s", {name: file.name}));
       box.insertBefore(bar, add); busy++;
       xhr.upload.onprogress = function (e) { if (e.lengthComputable) { bar.value = 100 * e.loaded / e.total; } };
       xhr.onloadend = function () {
@@ -105,9 +114,9 @@
         try { answer = JSON.parse(xhr.responseText); } catch (err) { answer = {}; }
         if (xhr.status === 201) {
           item(answer.key, answer.thumb, answer.width, answer.height);
-          say(answer.count + " of " + answer.max + " photos added.");
+          say(t("%(added)s of %(count)s photos added.", {added: answer.count, count: answer.max}));
         } else {
-          say(answer.error || (file.name + ": The photo couldn't be sent. Check your connection and try again."), true);
+          say(answer.error || t("%(name)s: The photo couldn't be sent. Check your connection and try again.", {name: file.name}), true);
         }
         refresh();
       };
@@ -124,14 +133,14 @@
       var data = new FormData(), xhr = new XMLHttpRequest();
       data.append("csrf_token", csrf);
       xhr.onloadend = function () {
-        if (xhr.status !== 200) { return say("The photo couldn't be removed. Try again.", true); }
+        if (xhr.status !== 200) { return say(t("The photo couldn't be removed. Try again."), true); }
         var li = button.closest("[data-photo]"); li.parentNode.removeChild(li);
-        say(count() + " of " + max + " photos added."); refresh(); input.focus();
+        say(t("%(added)s of %(count)s photos added.", {added: count(), count: max})); refresh(); input.focus();
       };
       xhr.open("POST", box.getAttribute("data-remove-url").replace("KEY", button.value)); xhr.send(data);
     });
     form.addEventListener("submit", function (event) {
-      if (busy) { event.preventDefault(); say("Wait a moment: your photos are still being sent.", true); }
+      if (busy) { event.preventDefault(); say(t("Wait a moment: your photos are still being sent."), true); }
     });
   }
 

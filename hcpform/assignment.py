@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from .extensions import db, get_redis
+from .hcp import payloads
 from .hcp.client import HcpError, HcpTransientError, HousecallProClient
 from .models import Form, Status, Submission
 
@@ -339,15 +340,7 @@ def _day_jobs(
             redis.set(key, json.dumps(kept), ex=DAY_JOBS_SECONDS)
         except Exception as exc:  # see above
             logger.warning("Day jobs cache write failed: %s", type(exc).__name__)
-    return [(job_id, set(staff), _parse(a), _parse(b)) for job_id, staff, a, b in kept]
-
-
-def _parse(value: Any) -> datetime | None:
-    """Return an aware datetime from HCP's ISO text, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return [
+        (job_id, set(staff), payloads.parse_time(a), payloads.parse_time(b))
+        for job_id, staff, a, b in kept
+    ]

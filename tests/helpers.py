@@ -216,3 +216,46 @@ def seed_customer(sandbox: Any, **fields: Any) -> str:
     )
     response.raise_for_status()
     return str(response.json()["id"])
+
+
+# -- a submission and its HCP job, by reference ------------------------------------------------
+
+
+def sandbox_state(sandbox: Any) -> dict[str, Any]:
+    """Return the sandbox's records."""
+    return requests.get(f"{sandbox.url}/_sandbox/state", timeout=5).json()
+
+
+def the_submission(app: Any, reference: str) -> Any:
+    """Return a submission by its reference (detached, to read)."""
+    from sqlalchemy import select
+
+    from hcpform.extensions import db
+    from hcpform.models import Submission
+
+    with app.app_context():
+        sub = db.session.scalar(select(Submission).where(Submission.reference == reference))
+        db.session.expunge(sub)
+        return sub
+
+
+def sync(app: Any, reference: str) -> None:
+    """Sync one submission in this process, to the end."""
+    from sqlalchemy import select
+
+    from hcpform.extensions import db
+    from hcpform.jobs import sync_submission
+    from hcpform.models import Submission
+
+    with app.app_context():
+        sub_id = db.session.scalar(select(Submission.id).where(Submission.reference == reference))
+        assert sync_submission(sub_id) == "synced"
+
+
+def job_of(sandbox: Any, reference: str) -> dict[str, Any]:
+    """Return the HCP job whose notes carry our reference."""
+    for job in sandbox_state(sandbox)["jobs"]:
+        notes = " ".join(n.get("content") or "" for n in job.get("notes") or [])
+        if reference in notes:
+            return job
+    raise AssertionError(f"no job for {reference}")

@@ -15,28 +15,26 @@ from sqlalchemy import select
 
 from hcpform import availability
 from hcpform.extensions import db, get_redis
-from hcpform.jobs import sync_submission
 from hcpform.models import Draft, Status, Submission
 from hcpform.timeutil import utcnow
 from tests.helpers import (
     Wizard,
     action_of,
     hidden_inputs,
+    job_of,
     person,
     preferences_only,
     reference_in,
+    sandbox_state,
     set_form,
     slots_in,
+    sync,
+    the_submission,
     token_of,
 )
 
 WINDOWS_PATH = "/company/schedule_availability/booking_windows"
 CHICAGO = ZoneInfo("America/Chicago")
-
-
-def sandbox_state(sandbox: Any) -> dict[str, Any]:
-    """Return the sandbox's records."""
-    return requests.get(f"{sandbox.url}/_sandbox/state", timeout=5).json()
 
 
 def pro_ids(sandbox: Any) -> dict[str, str]:
@@ -117,30 +115,6 @@ def book_in_hcp(sandbox: Any, window: availability.Window) -> None:
         timeout=5,
     )
     assert job.status_code == 201, job.text
-
-
-def the_submission(app: Any, reference: str) -> Submission:
-    """Return a submission by its reference (detached, read)."""
-    with app.app_context():
-        sub = db.session.scalar(select(Submission).where(Submission.reference == reference))
-        db.session.expunge(sub)
-        return sub
-
-
-def sync(app: Any, reference: str) -> None:
-    """Sync one submission in this process."""
-    with app.app_context():
-        sub_id = db.session.scalar(select(Submission.id).where(Submission.reference == reference))
-        assert sync_submission(sub_id) == "synced"
-
-
-def job_of(sandbox: Any, reference: str) -> dict[str, Any]:
-    """Return the HCP job whose notes carry our reference."""
-    for job in sandbox_state(sandbox)["jobs"]:
-        notes = " ".join(n.get("content") or "" for n in job.get("notes") or [])
-        if reference in notes:
-            return job
-    raise AssertionError(f"no job for {reference}")
 
 
 def test_step_6_offers_only_open_windows_grouped_by_day(client, sandbox):

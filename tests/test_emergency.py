@@ -24,11 +24,20 @@ from sqlalchemy import select
 from hcpform import availability, emergency
 from hcpform.extensions import db
 from hcpform.formdefs import DEFAULT_EMERGENCY_KEYWORDS
-from hcpform.jobs import sync_submission
 from hcpform.models import AuditEntry, Draft, Submission
 from hcpform.timeutil import utcnow
 from tests.admin_helpers import csrf_of, make_submission, text
-from tests.helpers import Wizard, person, reference_in, set_form, slots_in
+from tests.helpers import (
+    Wizard,
+    job_of,
+    person,
+    reference_in,
+    sandbox_state,
+    set_form,
+    slots_in,
+    sync,
+    the_submission,
+)
 from tests.test_fuzz import FUZZ, assert_handled, texts
 
 pytest_plugins = ["tests.admin_fixtures"]
@@ -79,11 +88,6 @@ def sandbox(early_sandbox: Any) -> Iterator[Any]:
     assert bad["count"] == 0, f"requests that violate housecall.v1.yaml: {bad['requests'][:3]}"
 
 
-def sandbox_state(sandbox: Any) -> dict[str, Any]:
-    """Return the sandbox's records."""
-    return requests.get(f"{sandbox.url}/_sandbox/state", timeout=5).json()
-
-
 def at_schedule(client: Any, **answers: str) -> Wizard:
     """Return a wizard at step 6 with steps 1 to 5 answered (overriding some answers)."""
     wizard = Wizard(client)
@@ -116,30 +120,6 @@ def soonest_expected(sandbox: Any, now: datetime) -> availability.Window:
     starts = [w for w in starts if w.start >= now + timedelta(hours=2)]
     assert starts, "the sandbox has no open window today or tomorrow"
     return min(starts, key=lambda w: w.start)
-
-
-def the_submission(app: Any, reference: str) -> Submission:
-    """Return a submission by its reference (detached)."""
-    with app.app_context():
-        sub = db.session.scalar(select(Submission).where(Submission.reference == reference))
-        db.session.expunge(sub)
-        return sub
-
-
-def sync(app: Any, reference: str) -> None:
-    """Sync one submission in this process."""
-    with app.app_context():
-        sub_id = db.session.scalar(select(Submission.id).where(Submission.reference == reference))
-        assert sync_submission(sub_id) == "synced"
-
-
-def job_of(sandbox: Any, reference: str) -> dict[str, Any]:
-    """Return the HCP job whose notes carry our reference."""
-    for job in sandbox_state(sandbox)["jobs"]:
-        notes = " ".join(n.get("content") or "" for n in job.get("notes") or [])
-        if reference in notes:
-            return job
-    raise AssertionError(f"no job for {reference}")
 
 
 def job_type_id(sandbox: Any, name: str) -> str:

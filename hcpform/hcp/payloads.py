@@ -353,11 +353,11 @@ def lead_looks_ours(
         source = source.get("name")
     if (source or "").strip().lower() != (lead_source or "").strip().lower():
         return False
-    created = _parse_time(lead.get("created_at"))
+    created = parse_time(lead.get("created_at"))
     return created is not None and created >= since
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     """Return an aware datetime from HCP's ISO text (UTC with Z), or None."""
     if not isinstance(value, str) or not value:
         return None

@@ -259,3 +259,25 @@ def job_of(sandbox: Any, reference: str) -> dict[str, Any]:
         if reference in notes:
             return job
     raise AssertionError(f"no job for {reference}")
+
+
+def walk_in_job(sandbox: Any, start: str, end: str, employee_ids: list[str] | None = None) -> None:
+    """Put another customer's job in HCP from `start` to `end` (ISO), as the office would;
+    assigned to these pros when given, else unassigned."""
+    auth = {"Authorization": "Token sandbox-key"}
+    address = {"street": "1 Main St", "city": "Chicago", "state": "IL", "zip": "60601"}
+    customer = requests.post(
+        f"{sandbox.url}/customers",
+        json={"first_name": "Walk", "last_name": "In", "addresses": [address]},
+        headers=auth,
+        timeout=5,
+    ).json()
+    body: dict[str, Any] = {
+        "customer_id": customer["id"],
+        "address_id": customer["addresses"][0]["id"],
+        "schedule": {"scheduled_start": start, "scheduled_end": end},
+    }
+    if employee_ids is not None:
+        body["assigned_employee_ids"] = employee_ids
+    job = requests.post(f"{sandbox.url}/jobs", json=body, headers=auth, timeout=5)
+    assert job.status_code == 201, job.text

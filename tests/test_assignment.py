@@ -20,6 +20,7 @@ from hcpform.jobs import sync_submission
 from hcpform.models import Form, HcpConnection, Submission
 from tests.admin_helpers import text
 from tests.factories import default_form, make_submission
+from tests.helpers import walk_in_job
 from tests.test_admin_forms import current_values, form_row
 from tests.test_sync import faults, run_until_done, state
 
@@ -53,29 +54,8 @@ def rules(**values: Any) -> Form:
 
 def seed_job(sandbox: Any, start: datetime, hours: float, employee_ids: list[str]) -> None:
     """Put another customer's job for these pros in HCP (as the office would)."""
-    address = {"street": "1 Main St", "city": "Chicago", "state": "IL", "zip": "60601"}
-    customer = requests.post(
-        f"{sandbox.url}/customers",
-        json={"first_name": "Walk", "last_name": "In", "addresses": [address]},
-        headers=AUTH,
-        timeout=5,
-    ).json()
-    schedule = {
-        "scheduled_start": start.isoformat(),
-        "scheduled_end": (start + timedelta(hours=hours)).isoformat(),
-    }
-    response = requests.post(
-        f"{sandbox.url}/jobs",
-        json={
-            "customer_id": customer["id"],
-            "address_id": customer["addresses"][0]["id"],
-            "schedule": schedule,
-            "assigned_employee_ids": employee_ids,
-        },
-        headers=AUTH,
-        timeout=5,
-    )
-    assert response.status_code == 201, response.text
+    end = start + timedelta(hours=hours)
+    walk_in_job(sandbox, start.isoformat(), end.isoformat(), employee_ids)
 
 
 def synced(sub: Submission) -> Submission:

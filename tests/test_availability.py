@@ -31,6 +31,7 @@ from tests.helpers import (
     sync,
     the_submission,
     token_of,
+    walk_in_job,
 )
 
 WINDOWS_PATH = "/company/schedule_availability/booking_windows"
@@ -92,29 +93,11 @@ def starts(page: str) -> list[datetime]:
 
 def book_in_hcp(sandbox: Any, window: availability.Window) -> None:
     """Put an unassigned job of another customer in HCP in that window (as the office would)."""
-    base, auth = sandbox.url, {"Authorization": "Token sandbox-key"}
-    address = {"street": "1 Main St", "city": "Chicago", "state": "IL", "zip": "60601"}
-    customer = requests.post(
-        f"{base}/customers",
-        json={"first_name": "Walk", "last_name": "In", "addresses": [address]},
-        headers=auth,
-        timeout=5,
-    ).json()
-    schedule = {
-        "scheduled_start": window.start.isoformat().replace("+00:00", "Z"),
-        "scheduled_end": window.end.isoformat().replace("+00:00", "Z"),
-    }
-    job = requests.post(
-        f"{base}/jobs",
-        json={
-            "customer_id": customer["id"],
-            "address_id": customer["addresses"][0]["id"],
-            "schedule": schedule,
-        },
-        headers=auth,
-        timeout=5,
+    walk_in_job(
+        sandbox,
+        window.start.isoformat().replace("+00:00", "Z"),
+        window.end.isoformat().replace("+00:00", "Z"),
     )
-    assert job.status_code == 201, job.text
 
 
 def test_step_6_offers_only_open_windows_grouped_by_day(client, sandbox):

@@ -7,7 +7,7 @@ row: this package knows nothing of hcpform's models, database or queue.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -358,15 +358,11 @@ def lead_looks_ours(
 
 
 def parse_time(value: Any) -> datetime | None:
-    """Return an aware datetime from HCP's ISO text (UTC with Z), or None."""
-    if not isinstance(value, str) or not value:
+    """Return an aware UTC datetime from HCP's ISO text (a naive one is read as UTC), or None."""
+    if not isinstance(value, str) or not value.strip():
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        from datetime import UTC
-
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

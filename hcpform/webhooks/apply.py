@@ -18,6 +18,7 @@ from flask import current_app
 from sqlalchemy import delete, or_, select, update
 
 from ..extensions import db, rowcount
+from ..hcp.payloads import parse_time
 from ..models import Submission, WebhookEvent
 from . import figures
 
@@ -121,7 +122,7 @@ def _apply_money(
     key, entry = found
     entries: dict[str, Any] = dict(sub.hcp_money or {})
     held = entries.get(key) or {}
-    held_at = figures.parse_time(held.get("at"))
+    held_at = parse_time(held.get("at"))
     if held_at is not None and at < held_at:
         return False  # an older state of this invoice (or of the job's totals)
     if key == figures.JOB_KEY:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from ..hcp.payloads import parse_time
 
 WORK_STATUS = {
     "needs scheduling": "unscheduled",
@@ -71,17 +73,6 @@ CLOSED = frozenset({"canceled", "deleted", "declined", "lost"})  # nothing more 
 VOID_INVOICE = frozenset({"voided", "canceled"})
 JOB_KEY = "_job"  # the job's own totals, beside its invoices
 MARKER = re.compile(r"hcpform ref ([A-Z0-9][A-Z0-9-]{2,20})")
-
-
-def parse_time(value: Any) -> datetime | None:
-    """Return an aware UTC datetime from HCP's ISO text (a naive one is read as UTC), or None."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def status_of(resource: str, event: str, record: Mapping[str, Any]) -> str | None:

@@ -19,8 +19,9 @@ from werkzeug.datastructures import Headers
 
 from ..connection import connection_row
 from ..extensions import db
+from ..hcp.payloads import parse_time
 from ..models import WebhookEvent
-from . import figures, secret, signing
+from . import secret, signing
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _event_row(data: dict[str, Any], key: str, body: bytes, *, now: datetime) ->
         event=name,
         resource=resource,
         record_id=record_id[:64],
-        occurred_at=figures.parse_time(data.get("event_occurred_at")),
+        occurred_at=parse_time(data.get("event_occurred_at")),
         received_at=now,
         state="received",
         body=body.decode("utf-8", errors="replace"),

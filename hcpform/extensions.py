@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
@@ -10,7 +12,7 @@ from flask_babel import Babel
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import CursorResult, MetaData, Result
+from sqlalchemy import ColumnElement, CursorResult, MetaData, Result, update
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -82,3 +84,23 @@ def rowcount(result: Result[Any]) -> int:
     """Return how many rows an UPDATE or DELETE run by Session.execute matched."""
     # Such a statement's result is a CursorResult; Session.execute is typed with plain Result.
     return cast("CursorResult[Any]", result).rowcount
+
+
+def claim_with_lease(
+    model: Any, row_id: int, due: ColumnElement[bool], *, until: datetime, **values: Any
+) -> str | None:
+    """Take one row that is `due` with a lease until `until`, and commit; return its token.
+
+    One conditional UPDATE (id, `due`) sets `lease_token`, `lease_until` and `values`, so of
+    two workers only one gets the row; None when it was not due (or someone else has it).
+    Submissions, abandoned requests' leads and outbox messages are claimed this way.
+    """
+    token = secrets.token_hex(8)
+    result = db.session.execute(
+        update(model)
+        .where(model.id == row_id, due)
+        .values(lease_token=token, lease_until=until, **values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return token if rowcount(result) == 1 else None

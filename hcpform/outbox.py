@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import random
-import secrets
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr
@@ -33,7 +32,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import mail, preferences, validation
-from .extensions import db, rowcount
+from .extensions import claim_with_lease, db, rowcount
 from .i18n import N_, gettext, speaking, weekday_day_month
 from .models import Form, OutboxMessage, Submission
 from .redact import redact
@@ -169,21 +168,15 @@ def due_ids(*, now: datetime, limit: int = 200) -> list[int]:
 
 def claim(message_id: int, *, now: datetime) -> str | None:
     """Claim a due message with a lease (committed); return its token, None if not ours."""
-    token = secrets.token_hex(16)
     lease = timedelta(seconds=float(current_app.config["MAIL_LEASE_SECONDS"]))
-    claimed = db.session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, _due(now))
-        .values(
-            state=SENDING,
-            lease_token=token,
-            lease_until=now + lease,
-            attempts=OutboxMessage.attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
+    return claim_with_lease(
+        OutboxMessage,
+        message_id,
+        _due(now),
+        until=now + lease,
+        state=SENDING,
+        attempts=OutboxMessage.attempts + 1,
     )
-    db.session.commit()
-    return token if rowcount(claimed) == 1 else None
 
 
 def build(row: OutboxMessage) -> EmailMessage:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +21,7 @@ from sqlalchemy import and_, or_, select, update
 
 from .. import abandoned, submissions
 from ..connection import connection_row, key_source, make_client, mark_disconnected
-from ..extensions import db, rowcount
+from ..extensions import claim_with_lease, db, rowcount
 from ..hcp import matching, payloads
 from ..hcp.client import HcpError, HousecallProClient
 from ..hcp.errors import HcpTransientError
@@ -77,30 +76,19 @@ def due_ids(*, now: datetime, limit: int) -> list[int]:
 
 def claim(row_id: int, *, now: datetime) -> str | None:
     """Take the row with a lease (a conditional update); return the lease token or None."""
-    token = secrets.token_hex(8)
     lease = timedelta(seconds=int(current_app.config["SYNC_LEASE_SECONDS"]))
-    result = db.session.execute(
-        update(AbandonedRequest)
-        .where(
-            AbandonedRequest.id == row_id,
-            or_(
-                AbandonedRequest.lead_state.in_(("", "retry")),
-                and_(
-                    AbandonedRequest.lead_state == "sending",
-                    AbandonedRequest.lease_until < now,
-                ),
-            ),
-        )
-        .values(
-            lead_state="sending",
-            lease_token=token,
-            lease_until=now + lease,
-            attempts=AbandonedRequest.attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
+    due = or_(
+        AbandonedRequest.lead_state.in_(("", "retry")),
+        and_(AbandonedRequest.lead_state == "sending", AbandonedRequest.lease_until < now),
     )
-    db.session.commit()
-    return token if rowcount(result) == 1 else None
+    return claim_with_lease(
+        AbandonedRequest,
+        row_id,
+        due,
+        until=now + lease,
+        lead_state="sending",
+        attempts=AbandonedRequest.attempts + 1,
+    )
 
 
 class _Run:

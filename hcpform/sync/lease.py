@@ -8,7 +8,6 @@ frozen past its lease (and taken over by another) writes nothing when it wakes (
 from __future__ import annotations
 
 import logging
-import secrets
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +17,7 @@ from sqlalchemy import and_, event, inspect, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..extensions import db, rowcount
+from ..extensions import claim_with_lease, rowcount
 from ..models import Status, Submission
 from ..timeutil import utcnow
 
@@ -78,31 +77,23 @@ def _lease_guard(session: Session, _context: Any, _instances: Any) -> None:
 
 def claim(submission_id: int, *, now: datetime) -> str | None:
     """Take the submission with a lease (conditional update); return the lease token or None."""
-    token = secrets.token_hex(8)
     lease = timedelta(seconds=int(current_app.config["SYNC_LEASE_SECONDS"]))
-    result = db.session.execute(
-        update(Submission)
-        .where(
-            Submission.id == submission_id,
+    due = or_(
+        and_(
+            Submission.status == Status.PENDING,
             or_(
-                and_(
-                    Submission.status == Status.PENDING,
-                    or_(
-                        Submission.next_attempt_at.is_(None),
-                        Submission.next_attempt_at <= now + timedelta(seconds=1),
-                    ),
-                ),
-                and_(Submission.status == Status.SYNCING, Submission.lease_until < now),
+                Submission.next_attempt_at.is_(None),
+                Submission.next_attempt_at <= now + timedelta(seconds=1),
             ),
-        )
-        .values(
-            status=Status.SYNCING,
-            lease_until=now + lease,
-            lease_token=token,
-            attempts=Submission.attempts + 1,
-            next_attempt_at=None,
-        )
-        .execution_options(synchronize_session=False)
+        ),
+        and_(Submission.status == Status.SYNCING, Submission.lease_until < now),
     )
-    db.session.commit()
-    return token if rowcount(result) == 1 else None
+    return claim_with_lease(
+        Submission,
+        submission_id,
+        due,
+        until=now + lease,
+        status=Status.SYNCING,
+        attempts=Submission.attempts + 1,
+        next_attempt_at=None,
+    )
